@@ -1,0 +1,45 @@
+# policyfit — `make help` lists the targets.
+PYTHON ?= python3.11
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help run test lint install coverage bench-rules notebooks clean
+
+help: ## List the targets with a one-line description
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
+
+$(PY):
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "需要 Python 3.11（未找到 $(PYTHON)）"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -e '.[test,lint]'
+	@touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install the project with test and lint extras
+
+run: $(STAMP) ## Run on the embedded defaults: match the sample enterprises and print their packages
+	$(VENV)/bin/policyfit demo
+
+test: $(STAMP) ## Run the whole test suite (unit, scenarios, properties, notebooks, doctests)
+	$(PY) -m pytest -n 2 --dist loadgroup
+
+lint: $(STAMP) ## ruff on everything, mypy on the core packages
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+coverage: $(STAMP) ## Regenerate policies/COVERAGE.md from the catalog
+	$(VENV)/bin/policyfit policies coverage --write
+
+bench-rules: $(STAMP) ## Benchmark the vectorised rule engine against the reference evaluator
+	$(PY) bench/rules_bench.py --n 200000
+
+notebooks: $(STAMP) ## Execute the notebooks in place (outputs saved)
+	$(PY) -m notebooks.run --inplace
+
+clean: ## Remove the virtualenv and caches
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

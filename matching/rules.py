@@ -1,0 +1,316 @@
+"""The vectorised, three-valued rule engine.
+
+Every policy's rule compiles once into a tree whose leaves evaluate over whole columns of a
+:class:`~matching.columns.ProfileBatch`. A result is a pair of boolean masks ``(true, false)``;
+rows in neither are *unknown* (Kleene logic: AND is true when all are true and false when any
+is false; OR the dual; NOT swaps the pair). Leaves shared by several policies are evaluated
+once per batch. The same trace of leaf masks explains a single enterprise clause by clause.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from dataclasses import field as dc_field
+from typing import Any
+
+import numpy as np
+
+from matching.columns import ProfileBatch, codes
+from policies.rules import All, Any_, Leaf, Not, Rule, leaves, top_clauses
+from policies.schema import Policy
+from profiles.fields import FIELDS, Kind
+
+ELIGIBLE, INELIGIBLE, UNKNOWN = 1, 0, 2
+Masks = tuple[np.ndarray, np.ndarray]  # (true, false)
+
+
+class LeafCache:
+    """Per-batch memo of leaf masks and per-field helpers (known masks, shifted codes)."""
+
+    def __init__(self, batch: ProfileBatch) -> None:
+        self.batch = batch
+        self.leaves: dict[tuple[str, str, Any], Masks] = {}
+        self._known: dict[str, np.ndarray] = {}
+        self._shifted: dict[str, np.ndarray] = {}
+
+    def known(self, name: str) -> np.ndarray:
+        if name not in self._known:
+            col = self.batch.columns[name]
+            kind = FIELDS[name].kind
+            if kind is Kind.NUMBER:
+                self._known[name] = ~np.isnan(col)
+            elif kind is Kind.SET:
+                self._known[name] = self.batch.columns[name + "__known"]
+            else:
+                self._known[name] = col >= 0
+        return self._known[name]
+
+    def shifted(self, name: str) -> np.ndarray:
+        """Category codes + 1, so that index 0 is 'unknown' in a lookup table."""
+        if name not in self._shifted:
+            self._shifted[name] = self.batch.columns[name].astype(np.intp) + 1
+        return self._shifted[name]
+
+
+def eval_leaf(leaf: Leaf, cache: LeafCache) -> Masks:
+    hit = cache.leaves.get(leaf.key)
+    if hit is not None:
+        return hit
+    name, op, value = leaf.field, leaf.op, leaf.value
+    kind = FIELDS[name].kind
+    col = cache.batch.columns[name]
+    if kind is Kind.NUMBER:
+        known = cache.known(name)
+        with np.errstate(invalid="ignore"):
+            cmp = {
+                "eq": np.equal, "ne": np.not_equal, "lt": np.less,
+                "le": np.less_equal, "gt": np.greater, "ge": np.greater_equal,
+            }[op](col, value)
+        out = (cmp & known, ~cmp & known)
+    elif kind in (Kind.CATEGORY, Kind.BOOL):
+        wanted = value if isinstance(value, tuple) else (value,)
+        lookup = codes(name)
+        table = np.zeros(len(lookup) + 1, dtype=bool)
+        for v in wanted:
+            table[1 + (int(v) if kind is Kind.BOOL else lookup[v])] = True
+        if op in ("ne", "not_in"):
+            table[1:] = ~table[1:]
+        false_table = ~table
+        false_table[0] = False
+        idx = cache.shifted(name)
+        out = (table[idx], false_table[idx])
+    else:  # SET
+        bits = 0
+        for v in value:
+            bits |= 1 << codes(name)[v]
+        known = cache.known(name)
+        overlap = col & np.uint16(bits)
+        if op == "has_any":
+            hit_mask = overlap != 0
+        elif op == "has_all":
+            hit_mask = overlap == bits
+        else:  # has_none
+            hit_mask = overlap == 0
+        out = (hit_mask & known, ~hit_mask & known)
+    cache.leaves[leaf.key] = out
+    return out
+
+
+def eval_rule(rule: Rule, cache: LeafCache) -> Masks:
+    if isinstance(rule, Leaf):
+        return eval_leaf(rule, cache)
+    if isinstance(rule, Not):
+        t, f = eval_rule(rule.child, cache)
+        return f, t
+    n = cache.batch.n
+    if not rule.children:  # all([]) is true, any([]) is rejected by the parser
+        return np.ones(n, dtype=bool), np.zeros(n, dtype=bool)
+    parts = [eval_rule(child, cache) for child in rule.children]
+    t, f = parts[0]
+    if isinstance(rule, All):
+        for pt, pf in parts[1:]:
+            t, f = t & pt, f | pf
+    else:
+        for pt, pf in parts[1:]:
+            t, f = t | pt, f & pf
+    return t, f
+
+
+def is_situational(clause: Rule) -> bool:
+    """A clause that asks for an adverse situation (破产, 涉案, 劳动争议 …): not a gap to close."""
+    return all(leaf.field == "flags" and leaf.op in ("has_any", "has_all") for leaf in leaves(clause)) and not isinstance(clause, Not)
+
+
+@dataclass(frozen=True)
+class CompiledPolicy:
+    policy: Policy
+    rule: Rule
+    clauses: tuple[Rule, ...]
+
+    @property
+    def actionable(self) -> tuple[bool, ...]:
+        """Per top-level clause: can a firm meet it by changing something (not by getting into trouble)?"""
+        return tuple(not is_situational(c) for c in self.clauses)
+
+    @property
+    def id(self) -> str:
+        return self.policy.id
+
+
+@dataclass
+class BatchResult:
+    """Outcomes for every (policy, enterprise): status codes and near-miss flags."""
+
+    policy_ids: list[str]
+    status: np.ndarray  # int8 [policies, n]: ELIGIBLE / INELIGIBLE / UNKNOWN
+    near_miss: np.ndarray  # bool [policies, n]: failed exactly one top-level clause
+    active: np.ndarray  # bool [policies]: published and in force on as_of
+    cache: LeafCache | None = dc_field(default=None, repr=False)
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        return {
+            pid: {
+                "eligible": int((self.status[i] == ELIGIBLE).sum()),
+                "possibly_eligible": int((self.status[i] == UNKNOWN).sum()),
+                "near_miss": int(self.near_miss[i].sum()),
+            }
+            for i, pid in enumerate(self.policy_ids)
+        }
+
+
+class RuleEngine:
+    """All policies of a catalog compiled once; evaluates column batches."""
+
+    def __init__(self, policies: Sequence[Policy]) -> None:
+        self.compiled = [CompiledPolicy(p, p.rule, top_clauses(p.rule)) for p in policies]
+        self.index = {c.id: i for i, c in enumerate(self.compiled)}
+
+    @property
+    def policy_ids(self) -> list[str]:
+        return [c.id for c in self.compiled]
+
+    def evaluate(self, batch: ProfileBatch, as_of: dt.date, *, keep_trace: bool = False,
+                 near_misses: bool = True) -> BatchResult:
+        """Three-valued eligibility of every policy for every row of ``batch``.
+
+        ``batch`` must carry derived fields for ``as_of`` (see ``ProfileBatch.with_derived``).
+        Inactive policies (draft, retired, outside validity) are ineligible for everyone.
+        """
+        if batch.as_of != as_of:
+            raise ValueError(f"batch derived for {batch.as_of}, evaluated for {as_of}")
+        cache = LeafCache(batch)
+        n, m = batch.n, len(self.compiled)
+        status = np.zeros((m, n), dtype=np.int8)
+        near = np.zeros((m, n), dtype=bool)
+        active = np.array([c.policy.is_active(as_of) for c in self.compiled], dtype=bool)
+        for i, comp in enumerate(self.compiled):
+            if not active[i]:
+                continue
+            clause_masks = [eval_rule(cl, cache) for cl in comp.clauses]
+            t, f = np.ones(n, dtype=bool), np.zeros(n, dtype=bool)  # all([]) is true
+            for ct, cf in clause_masks:
+                t, f = t & ct, f | cf
+            row = status[i]
+            row[t] = ELIGIBLE
+            row[~t & ~f] = UNKNOWN
+            if near_misses:
+                # near miss: exactly one top-level clause false, all others true, and that
+                # clause is one a firm can meet (not "must be bankrupt")
+                n_true = np.zeros(n, dtype=np.int8)
+                fixable_false = np.zeros(n, dtype=np.int8)
+                any_false = np.zeros(n, dtype=np.int8)
+                for (ct, cf), actionable in zip(clause_masks, comp.actionable, strict=True):
+                    n_true += ct
+                    any_false += cf
+                    if actionable:
+                        fixable_false += cf
+                near[i] = (any_false == 1) & (fixable_false == 1) & (n_true == len(clause_masks) - 1)
+        return BatchResult(self.policy_ids, status, near, active, cache if keep_trace else None)
+
+
+# ---- explanation ------------------------------------------------------------------------
+
+PASSED, FAILED, UNKNOWN_TEXT = "passed", "failed", "unknown"
+
+
+@dataclass
+class ClauseTrace:
+    """One clause for one enterprise: what was required, what was observed, the outcome."""
+
+    text: str
+    outcome: str  # passed | failed | unknown
+    field: str | None = None
+    observed: Any = None
+    threshold: Any = None
+    children: list[ClauseTrace] = dc_field(default_factory=list)
+
+    @property
+    def observed_text(self) -> str:
+        if self.field is None:
+            return ""
+        return _observed_label(self.field, self.observed)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"clause": self.text, "outcome": self.outcome}
+        if self.field is not None:
+            out.update(field=self.field, observed=self.observed, threshold=self.threshold)
+        if self.children:
+            out["children"] = [c.to_json() for c in self.children]
+        return out
+
+    def unknown_fields(self) -> list[str]:
+        if self.outcome != UNKNOWN_TEXT:
+            return []
+        if self.field is not None:
+            return [self.field]
+        found = [f for c in self.children for f in c.unknown_fields()]
+        return list(dict.fromkeys(found))
+
+
+def _observed_label(name: str, value: Any) -> str:
+    f = FIELDS[name]
+    if value is None:
+        return "未填写"
+    if isinstance(value, list):
+        return "、".join(f.value_label(v) for v in value) if value else "无"
+    return f.value_label(value)
+
+
+def describe_leaf(leaf: Leaf) -> str:
+    """The requirement in Chinese, e.g. ``企业规模为小型或微型``."""
+    f = FIELDS[leaf.field]
+    vals = leaf.value if isinstance(leaf.value, tuple) else (leaf.value,)
+    shown = [f.value_label(v) for v in vals]
+    op = leaf.op
+    if f.kind is Kind.BOOL:
+        positive = (op == "eq") == bool(leaf.value)
+        text = ("属于" if positive else "不属于") + f.label.removeprefix("是否")
+    elif op == "eq":
+        text = f"{f.label}为{shown[0]}"
+    elif op == "ne":
+        text = f"{f.label}不为{shown[0]}"
+    elif op == "in":
+        text = f"{f.label}为{'或'.join(shown)}"
+    elif op == "not_in":
+        text = f"{f.label}不为{'、'.join(shown)}"
+    elif op in ("lt", "le", "gt", "ge"):
+        word = {"lt": "少于", "le": "不超过", "gt": "多于", "ge": "不少于"}[op]
+        if f.unit in ("万元",):
+            word = {"lt": "低于", "le": "不超过", "gt": "高于", "ge": "不低于"}[op]
+        text = f"{f.label}{word}{shown[0]}"
+    elif op == "has_any":
+        text = f"{f.label}包含{'或'.join(shown)}"
+    elif op == "has_all":
+        text = f"{f.label}同时包含{'、'.join(shown)}"
+    else:
+        text = f"{f.label}不含{'、'.join(shown)}"
+    return f"{text}（{leaf.note}）" if leaf.note else text
+
+
+def _outcome(masks: Masks, row: int) -> str:
+    t, f = masks
+    return PASSED if t[row] else FAILED if f[row] else UNKNOWN_TEXT
+
+
+def trace_rule(rule: Rule, cache: LeafCache, row: int, record: dict[str, Any]) -> ClauseTrace:
+    """Explain ``rule`` for one row of the cached batch."""
+    masks = eval_rule(rule, cache)
+    outcome = _outcome(masks, row)
+    if isinstance(rule, Leaf):
+        return ClauseTrace(describe_leaf(rule), outcome, rule.field, record.get(rule.field),
+                           list(rule.value) if isinstance(rule.value, tuple) else rule.value)
+    if isinstance(rule, Not):
+        inner = trace_rule(rule.child, cache, row, record)
+        return ClauseTrace(f"不满足：{inner.text}", outcome, children=[inner])
+    kids = [trace_rule(c, cache, row, record) for c in rule.children]
+    if isinstance(rule, All):
+        text = "同时满足：" + "；".join(k.text for k in kids) if kids else "面向所有市场主体"
+    else:
+        text = "满足其一：" + "；".join(k.text for k in kids)
+    return ClauseTrace(text, outcome, children=kids)
+
+
+def leaf_count(rule: Rule) -> int:
+    return len(leaves(rule))

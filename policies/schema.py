@@ -1,0 +1,177 @@
+"""The policy catalog entry (SPEC §2.2): one YAML file per policy, validated at load time."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from policies.formula import Formula, parse_formula
+from policies.rules import Rule, parse_rule
+
+PLAN_DOCUMENT = "徐委办〔2023〕37号"
+PLAN_DATE = dt.date(2023, 4, 19)
+
+CATEGORIES: dict[str, str] = {
+    "tax_fee": "税费减免",
+    "finance": "融资支持",
+    "procurement": "政府采购与招投标",
+    "listing": "上市培育",
+    "innovation": "科技创新与企业培育",
+    "ip": "知识产权",
+    "talent": "人才与用工",
+    "credit": "信用服务",
+    "legal": "法律服务与权益保护",
+    "registration": "开办与登记",
+    "exit": "市场退出",
+    "construction": "工程建设",
+    "utilities": "水电气接入",
+    "trade": "跨境贸易",
+    "property": "不动产登记",
+    "tax_service": "办税服务",
+    "service": "政企服务",
+}
+BENEFIT_TYPES: dict[str, str] = {
+    "refund": "返还",
+    "fee_reduction": "降费",
+    "fee_cap": "费率封顶",
+    "deferral": "缓缴",
+    "exemption": "免收",
+    "price_deduction": "价格扣除",
+    "loan": "贷款",
+    "guarantee": "担保与风险分担",
+    "subsidy": "补贴",
+    "voucher": "创新券",
+    "reward": "奖励",
+    "training": "培训",
+    "recognition": "认定培育",
+    "fast_track": "快捷办理",
+    "service": "服务",
+    "leniency": "包容审慎",
+    "protection": "权益保护",
+}
+
+NonEmpty = Annotated[str, Field(min_length=1)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Source(_Strict):
+    """Where the policy comes from in the plan: a task (附件1 序号) or a measure (附件2)."""
+
+    document: NonEmpty = PLAN_DOCUMENT
+    task_no: int | None = Field(None, ge=1, le=160, description="附件1 序号 1–160")
+    measure_no: int | None = Field(None, ge=1, le=10, description="附件2 举措 1–10")
+    section: NonEmpty = Field(description="the plan's heading, e.g. （十一）落实各类减税降费政策")
+    related_tasks: tuple[int, ...] = Field((), description="other tasks this policy also serves")
+
+    @model_validator(mode="after")
+    def _one_origin(self) -> Source:
+        if (self.task_no is None) == (self.measure_no is None):
+            raise ValueError("give exactly one of task_no (1–160) or measure_no (1–10)")
+        for no in self.related_tasks:
+            if not 1 <= no <= 160:
+                raise ValueError(f"related task {no} is not between 1 and 160")
+        return self
+
+
+class Estimate(_Strict):
+    """A value estimate in 万元 per year, with the assumption a reader must see beside it."""
+
+    formula: NonEmpty
+    assumption: NonEmpty
+
+    @field_validator("formula")
+    @classmethod
+    def _parse(cls, value: str) -> str:
+        parse_formula(value)
+        return value
+
+    @property
+    def parsed(self) -> Formula:
+        return parse_formula(self.formula)
+
+
+class Benefit(_Strict):
+    description: NonEmpty
+    estimate: Estimate | None = None
+    exclusive_group: str | None = Field(
+        None, description="policies sharing a group grant the same benefit: only one is enjoyed"
+    )
+
+
+class Policy(_Strict):
+    """One catalog entry. Thresholds live here, never in code."""
+
+    id: Annotated[str, Field(pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$", max_length=80)]
+    version: int = Field(ge=1)
+    status: Literal["draft", "published", "retired"]
+    title: NonEmpty
+    summary: NonEmpty
+    text: NonEmpty = Field(description="the plan's own wording")
+    source: Source
+    category: str
+    benefit_type: str
+    benefit: Benefit
+    eligibility: Any = Field(description="rule expression, see policies/rules.py")
+    delivery: Literal["proactive", "on_trigger"] = Field(
+        "proactive",
+        description="proactive: pushed whenever eligible; on_trigger: only when the firm's needs, "
+        "a query or an event matches one of the triggers (注销, 迁移, 投标 …)",
+    )
+    triggers: tuple[NonEmpty, ...] = ()
+    tags: tuple[NonEmpty, ...] = ()
+    lead_departments: tuple[NonEmpty, ...] = Field(min_length=1)
+    partner_departments: tuple[NonEmpty, ...] = ()
+    how_to_apply: NonEmpty
+    effective_from: dt.date = PLAN_DATE
+    effective_to: dt.date | None = None
+
+    @field_validator("category")
+    @classmethod
+    def _category(cls, value: str) -> str:
+        if value not in CATEGORIES:
+            from profiles.fields import suggest
+
+            raise ValueError(f"unknown category '{value}'{suggest(value, CATEGORIES)}")
+        return value
+
+    @field_validator("benefit_type")
+    @classmethod
+    def _benefit_type(cls, value: str) -> str:
+        if value not in BENEFIT_TYPES:
+            from profiles.fields import suggest
+
+            raise ValueError(f"unknown benefit_type '{value}'{suggest(value, BENEFIT_TYPES)}")
+        return value
+
+    @field_validator("eligibility")
+    @classmethod
+    def _rule(cls, value: Any) -> Any:
+        parse_rule(value)  # RuleError is a ValueError: pydantic reports it at 'eligibility'
+        return value
+
+    @model_validator(mode="after")
+    def _dates_and_triggers(self) -> Policy:
+        if self.effective_to is not None and self.effective_to < self.effective_from:
+            raise ValueError("effective_to is before effective_from")
+        if self.delivery == "on_trigger" and not self.triggers:
+            raise ValueError("an on_trigger policy needs at least one trigger")
+        return self
+
+    @property
+    def rule(self) -> Rule:
+        return parse_rule(self.eligibility)
+
+    @property
+    def category_label(self) -> str:
+        return CATEGORIES[self.category]
+
+    def is_active(self, as_of: dt.date) -> bool:
+        """Published and inside its validity window on ``as_of``."""
+        if self.status != "published" or as_of < self.effective_from:
+            return False
+        return self.effective_to is None or as_of <= self.effective_to

@@ -1,0 +1,125 @@
+"""Derived features (企业画像): size, SME status, industry levels, age and Chinese tags.
+
+``derive`` turns a stated :class:`EnterpriseProfile` into the flat record the rule engine
+reads (profile fields + derived fields, None = unknown) and the labels people see.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from profiles.fields import FIELDS, QUALIFICATIONS, SIZES
+from profiles.industry import group_value, parse_industry_code
+from profiles.model import EnterpriseProfile
+from profiles.size_class import SizeResult, category_for, category_names, classify
+
+
+def age_in_years(established_on: dt.date, as_of: dt.date) -> float:
+    """Whole-day precise age in years (365.25-day years), never negative.
+
+    >>> age_in_years(dt.date(2020, 1, 1), dt.date(2024, 1, 1))
+    4.0
+    """
+    return max(0.0, round((as_of - established_on).days / 365.25, 4))
+
+
+@dataclass(frozen=True)
+class Portrait:
+    """A profile with its derived features: what the engine evaluates and people read."""
+
+    profile: EnterpriseProfile
+    as_of: dt.date
+    record: dict[str, Any]  # every rule field -> value or None
+    size_result: SizeResult
+    size_source: str | None  # "stated" | "derived" | None
+    warnings: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """SPEC §2.3 ``enterprise``: the stated profile plus derived fields."""
+        out = self.profile.stated()
+        for name in ("size", "is_sme", "industry_section", "industry_division", "industry_group",
+                     "size_category", "age_years"):
+            out[name] = self.record[name]
+        out["size_source"] = self.size_source
+        out["size_basis"] = self.size_result.basis
+        out["industry_name"] = _industry_name(self.profile.industry_code)
+        out["tags"] = self.tags
+        out["warnings"] = self.warnings
+        out["as_of"] = self.as_of.isoformat()
+        return out
+
+
+def _industry_name(code: str | None) -> str | None:
+    return parse_industry_code(code).name if code else None
+
+
+def derive(profile: EnterpriseProfile, as_of: dt.date | None = None) -> Portrait:
+    as_of = as_of or dt.date.today()
+    record: dict[str, Any] = {name: getattr(profile, name) for name in FIELDS if not FIELDS[name].derived}
+    warnings: list[str] = []
+    code = parse_industry_code(profile.industry_code) if profile.industry_code else None
+    category = category_for(code) if code else None
+    result = classify(category, profile.employees, profile.annual_revenue_wan, profile.total_assets_wan)
+    if code is None:
+        result = SizeResult(None, None, "未填行业代码，企业规模无法推算")
+    size = profile.size or result.size
+    source = "stated" if profile.size else ("derived" if result.size else None)
+    if profile.size and result.size and profile.size != result.size:
+        warnings.append(
+            f"填报的企业规模为{SIZES[profile.size]}，但按填报数据测算为{SIZES[result.size]}"
+            f"（{result.basis}）；以填报为准，请核实"
+        )
+    if profile.established_on and profile.established_on > as_of:
+        warnings.append(f"成立日期{profile.established_on}晚于评估日期{as_of}，请核对")
+    record.update(
+        size=size,
+        is_sme=None if size is None else size != "large",
+        industry_section=code.section if code else None,
+        industry_division=code.division if code else None,
+        industry_group=group_value(code) if code else None,
+        size_category=category,
+        age_years=age_in_years(profile.established_on, as_of) if profile.established_on else None,
+    )
+    portrait = Portrait(profile, as_of, record, result, source, warnings)
+    portrait.tags.extend(portrait_tags(record))
+    return portrait
+
+
+def portrait_tags(record: dict[str, Any]) -> list[str]:
+    """Human-readable Chinese labels (企业画像标签), most telling first."""
+    tags: list[str] = []
+    size = record.get("size")
+    if size in ("small", "micro"):
+        tags.append("小微企业")
+    elif size == "medium":
+        tags.append("中型企业")
+    elif size == "large":
+        tags.append("大型企业")
+    if record.get("entity_type") == "individual_business":
+        tags.append("个体工商户")
+    tags += [QUALIFICATIONS[q] for q in record.get("qualifications") or []]
+    age = record.get("age_years")
+    if age is not None and age < 1:
+        tags.append("新办企业")
+    elif age is not None and age < 3:
+        tags.append("初创企业（3年内）")
+    grade = record.get("tax_credit_grade")
+    if grade:
+        tags.append(f"{grade}级纳税人")
+    if record.get("taxpayer_type") == "small_scale":
+        tags.append("小规模纳税人")
+    listing = record.get("listing_status")
+    if listing and listing != "unlisted":
+        tags.append(FIELDS["listing_status"].value_label(listing))
+    tags += [FIELDS["trade"].value_label(t) for t in record.get("trade") or []]
+    if (record.get("patents") or 0) > 0:
+        tags.append("有发明专利")
+    if record.get("ownership") and record["ownership"] != "private":
+        tags.append(FIELDS["ownership"].value_label(record["ownership"]) + "企业")
+    tags += [FIELDS["flags"].value_label(f) for f in record.get("flags") or []]
+    if record.get("size_category"):
+        tags.append(category_names()[record["size_category"]])
+    return tags

@@ -1,0 +1,164 @@
+"""The field catalog: every profile field and derived field a policy rule may name.
+
+One table serves the profile model's error messages, the rule validator (which fields
+exist, which operators and values fit them), the column encoder of the batch engine and
+the Chinese explanations. Field *names* are the SPEC §2.1 contract; nothing here is a
+policy threshold.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Kind(StrEnum):
+    """How a field is stored in a column batch and which operators apply to it."""
+
+    NUMBER = "number"  # float column, NaN = unknown
+    CATEGORY = "category"  # small-int codes over a fixed vocabulary, -1 = unknown
+    SET = "set"  # bit mask over a fixed vocabulary + a "known" mask
+    BOOL = "bool"  # encoded as a two-value category
+    TEXT = "text"  # free text: ranking only, never in rules
+    DATE = "date"  # ISO date: rules use the derived age instead
+
+
+ENTITY_TYPES = {
+    "enterprise": "企业",
+    "individual_business": "个体工商户",
+    "farmer_coop": "农民专业合作社",
+    "branch": "分支机构",
+    "other": "其他",
+}
+REGIONS = {
+    r: r
+    for r in (
+        "鼓楼区 云龙区 贾汪区 泉山区 铜山区 丰县 沛县 睢宁县 新沂市 邳州市 "
+        "徐州经济技术开发区 徐州高新技术产业开发区 徐州淮海国际港务区 市外"
+    ).split()
+}
+SIZES = {"large": "大型", "medium": "中型", "small": "小型", "micro": "微型"}
+OWNERSHIPS = {
+    "private": "民营",
+    "state_owned": "国有",
+    "foreign": "外资",
+    "collective": "集体",
+    "other": "其他",
+}
+LISTING_STATUSES = {
+    "unlisted": "未上市",
+    "reserve": "上市后备库企业",
+    "neeq": "新三板挂牌",
+    "listed": "已上市",
+}
+TAX_CREDIT_GRADES = {"A": "A级", "B": "B级", "M": "M级", "C": "C级", "D": "D级"}
+TAXPAYER_TYPES = {"general": "一般纳税人", "small_scale": "小规模纳税人"}
+QUALIFICATIONS = {
+    "high_tech": "高新技术企业",
+    "tech_sme": "科技型中小企业",
+    "specialized_sme": "专精特新中小企业",
+    "little_giant": "专精特新“小巨人”企业",
+    "single_champion": "制造业单项冠军",
+    "tech_center": "省级以上企业技术中心",
+    "postdoc_station": "博士后工作站",
+    "skill_master_studio": "技能大师工作室",
+}
+TRADE = {
+    "importer": "进口企业",
+    "exporter": "出口企业",
+    "cross_border_ecommerce": "跨境电商",
+    "rail_freight": "铁路货运（中欧班列等）",
+}
+FLAGS = {
+    "abnormal_operation": "列入经营异常名录",
+    "administrative_penalty": "有行政处罚记录",
+    "seriously_dishonest": "列入严重失信名单",
+    "bankruptcy": "处于破产程序中",
+    "in_difficulty": "生产经营困难",
+    "labor_dispute": "存在劳动争议",
+    "unpaid_receivables": "被拖欠账款",
+    "criminal_case": "涉案企业",
+}
+BOOLS = {"true": "是", "false": "否"}
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field: its name (the contract), kind, Chinese label, unit and vocabulary."""
+
+    name: str
+    kind: Kind
+    label: str
+    unit: str = ""
+    vocabulary: dict[str, str] = field(default_factory=dict)
+    derived: bool = False
+    help: str = ""
+
+    def value_label(self, value: object) -> str:
+        """Chinese rendering of one value of this field, e.g. ``small`` → ``小型``."""
+        if value is None:
+            return "未知"
+        if isinstance(value, bool):
+            return "是" if value else "否"
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if self.vocabulary:
+            return self.vocabulary.get(str(value), str(value))
+        return f"{value}{self.unit}"
+
+
+def _fields() -> dict[str, Field]:
+    F, K = Field, Kind
+    items = [
+        F("uscc", K.TEXT, "统一社会信用代码"),
+        F("name", K.TEXT, "企业名称"),
+        F("entity_type", K.CATEGORY, "市场主体类型", vocabulary=ENTITY_TYPES),
+        F("region", K.CATEGORY, "所在地区", vocabulary=REGIONS),
+        F("industry_code", K.TEXT, "行业代码（GB/T 4754-2017）"),
+        F("established_on", K.DATE, "成立日期"),
+        F("employees", K.NUMBER, "从业人员", "人"),
+        F("annual_revenue_wan", K.NUMBER, "营业收入", "万元"),
+        F("total_assets_wan", K.NUMBER, "资产总额", "万元"),
+        F("size", K.CATEGORY, "企业规模", vocabulary=SIZES,
+          help="填报时可不填，系统按《中小企业划型标准规定》自动划型"),
+        F("ownership", K.CATEGORY, "所有制类型", vocabulary=OWNERSHIPS),
+        F("listing_status", K.CATEGORY, "上市状态", vocabulary=LISTING_STATUSES),
+        F("tax_credit_grade", K.CATEGORY, "纳税信用等级", vocabulary=TAX_CREDIT_GRADES,
+          help="可在电子税务局“纳税信用”栏目查询，每年4月发布上一年度评价结果"),
+        F("taxpayer_type", K.CATEGORY, "纳税人类型", vocabulary=TAXPAYER_TYPES),
+        F("monthly_sales_wan", K.NUMBER, "月销售额", "万元"),
+        F("annual_payroll_wan", K.NUMBER, "年工资总额", "万元"),
+        F("financing_need_wan", K.NUMBER, "融资需求", "万元"),
+        F("qualifications", K.SET, "企业资质", vocabulary=QUALIFICATIONS),
+        F("trade", K.SET, "外贸业务", vocabulary=TRADE),
+        F("patents", K.NUMBER, "有效发明专利", "件"),
+        F("trademarks", K.NUMBER, "注册商标", "件"),
+        F("flags", K.SET, "经营与信用状况", vocabulary=FLAGS),
+        F("business_scope", K.TEXT, "经营范围"),
+        F("needs", K.TEXT, "企业诉求"),
+        # Derived fields (企业画像): computed from the fields above, never stated.
+        F("is_sme", K.BOOL, "是否中小微企业", vocabulary=BOOLS, derived=True),
+        F("industry_section", K.CATEGORY, "行业门类", derived=True),
+        F("industry_division", K.CATEGORY, "行业大类", derived=True),
+        F("industry_group", K.CATEGORY, "行业中类", derived=True),
+        F("size_category", K.CATEGORY, "划型行业类别", derived=True),
+        F("age_years", K.NUMBER, "成立年限", "年", derived=True),
+    ]
+    return {f.name: f for f in items}
+
+
+FIELDS: dict[str, Field] = _fields()
+
+#: Fields the profile model accepts (SPEC §2.1), in contract order.
+PROFILE_FIELDS: tuple[str, ...] = tuple(n for n, f in FIELDS.items() if not f.derived)
+#: Fields a rule may compare (text and dates are not comparable; dates via ``age_years``).
+RULE_FIELDS: tuple[str, ...] = tuple(
+    n for n, f in FIELDS.items() if f.kind not in (Kind.TEXT, Kind.DATE)
+)
+
+
+def suggest(name: str, candidates: object) -> str:
+    """``" — did you mean 'x'?"`` for the closest candidate, or an empty string."""
+    close = difflib.get_close_matches(str(name), [str(c) for c in candidates], n=1, cutoff=0.5)
+    return f" — did you mean '{close[0]}'?" if close else ""

@@ -1,0 +1,184 @@
+"""EnterpriseProfile v1 (SPEC §2.1): the enterprise as it is stated, strictly validated.
+
+A field that is absent is *unknown*, not false; a list field that is present is complete
+(empty = none). Errors name the field in Chinese so a hotline operator can act on them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
+
+from profiles.fields import FIELDS, PROFILE_FIELDS, suggest
+from profiles.industry import IndustryCodeError, parse_industry_code
+from profiles.uscc import UsccError, normalize_uscc
+
+EntityType = Literal["enterprise", "individual_business", "farmer_coop", "branch", "other"]
+Region = Literal[
+    "鼓楼区", "云龙区", "贾汪区", "泉山区", "铜山区", "丰县", "沛县", "睢宁县", "新沂市", "邳州市",
+    "徐州经济技术开发区", "徐州高新技术产业开发区", "徐州淮海国际港务区", "市外",
+]
+Size = Literal["large", "medium", "small", "micro"]
+Ownership = Literal["private", "state_owned", "foreign", "collective", "other"]
+ListingStatus = Literal["unlisted", "reserve", "neeq", "listed"]
+TaxCreditGrade = Literal["A", "B", "M", "C", "D"]
+TaxpayerType = Literal["general", "small_scale"]
+Qualification = Literal[
+    "high_tech", "tech_sme", "specialized_sme", "little_giant", "single_champion",
+    "tech_center", "postdoc_station", "skill_master_studio",
+]
+Trade = Literal["importer", "exporter", "cross_border_ecommerce", "rail_freight"]
+Flag = Literal[
+    "abnormal_operation", "administrative_penalty", "seriously_dishonest", "bankruptcy",
+    "in_difficulty", "labor_dispute", "unpaid_receivables", "criminal_case",
+]
+
+# Upper bounds keep absurd input out (and numbers inside float precision): 10 million staff,
+# 1e9 万元 (10 quadrillion yuan) are far above any real firm.
+Count = Annotated[int, Field(ge=0, le=10_000_000, strict=True)]
+Wan = Annotated[float, Field(ge=0, le=1e9, allow_inf_nan=False)]
+Text = Annotated[str, StringConstraints(strip_whitespace=True)]
+
+
+class ProfileError(ValueError):
+    """An invalid profile: ``field`` names the first offending field, message in Chinese."""
+
+    def __init__(self, field: str, message: str, errors: list[tuple[str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+        self.errors = errors or [(field, message)]
+
+
+class EnterpriseProfile(BaseModel):
+    """The stated profile. Derived fields (size if absent, tags …) live in ``profiles.features``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+    uscc: str
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    entity_type: EntityType = "enterprise"
+    region: Region | None = None
+    industry_code: str | None = None
+    established_on: dt.date | None = None
+    employees: Count | None = None
+    annual_revenue_wan: Wan | None = None
+    total_assets_wan: Wan | None = None
+    size: Size | None = None
+    ownership: Ownership = "private"
+    listing_status: ListingStatus | None = None
+    tax_credit_grade: TaxCreditGrade | None = None
+    taxpayer_type: TaxpayerType | None = None
+    monthly_sales_wan: Wan | None = None
+    annual_payroll_wan: Wan | None = None
+    financing_need_wan: Wan | None = None
+    qualifications: list[Qualification] | None = Field(None, max_length=8)
+    trade: list[Trade] | None = Field(None, max_length=4)
+    patents: Count | None = None
+    trademarks: Count | None = None
+    flags: list[Flag] | None = Field(None, max_length=8)
+    business_scope: Annotated[str, Field(max_length=2000)] | None = None
+    needs: Annotated[str, Field(max_length=1000)] | None = None
+
+    @field_validator("uscc", mode="before")
+    @classmethod
+    def _uscc(cls, value: Any) -> str:
+        if not isinstance(value, str):
+            raise ValueError("统一社会信用代码应为文本")
+        try:
+            return normalize_uscc(value)
+        except UsccError as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("industry_code", mode="before")
+    @classmethod
+    def _industry(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise ValueError("行业代码应为文本，如 C3411")
+        try:
+            return parse_industry_code(value).code
+        except IndustryCodeError as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("established_on")
+    @classmethod
+    def _not_future(cls, value: dt.date | None) -> dt.date | None:
+        if value is not None and value.year < 1900:
+            raise ValueError("成立日期早于1900年，请核对")
+        return value
+
+    @field_validator("qualifications", "trade", "flags")
+    @classmethod
+    def _dedupe(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else list(dict.fromkeys(value))
+
+    def stated(self) -> dict[str, Any]:
+        """The fields that were stated (unknown ones omitted), JSON-ready."""
+        return self.model_dump(mode="json", exclude_unset=True)
+
+
+_MESSAGES = {
+    "missing": "必填，不能缺少",
+    "int_type": "应为整数",
+    "int_parsing": "应为整数",
+    "int_from_float": "应为整数",
+    "float_type": "应为数字",
+    "float_parsing": "应为数字",
+    "finite_number": "应为有限的数字",
+    "string_type": "应为文本",
+    "list_type": "应为列表（如 [] 或 [\"high_tech\"]）",
+    "date_type": "应为日期，格式 YYYY-MM-DD",
+    "date_parsing": "应为日期，格式 YYYY-MM-DD",
+    "date_from_datetime_parsing": "应为日期，格式 YYYY-MM-DD",
+    "date_from_datetime_inexact": "应为日期，不含时间",
+    "string_too_short": "不能为空",
+    "model_type": "应为JSON对象",
+    "dict_type": "应为JSON对象",
+}
+
+
+def _message(err: dict[str, Any]) -> tuple[str, str]:
+    loc = [str(p) for p in err["loc"]]
+    field = loc[0] if loc else "profile"
+    label = FIELDS[field].label if field in FIELDS else field
+    kind, ctx = err["type"], err.get("ctx") or {}
+    if kind == "extra_forbidden":
+        return field, f"未知字段“{field}”{suggest(field, PROFILE_FIELDS).replace(' — did you mean', '，是否应为').replace('?', '？')}"
+    if kind == "literal_error":
+        allowed = FIELDS[field].vocabulary if field in FIELDS else {}
+        shown = "、".join(f"{k}（{v}）" if k != v else k for k, v in allowed.items()) or ctx.get("expected", "")
+        return field, f"{field}（{label}）取值无效：{err.get('input')!r}，应为 {shown}"
+    if kind in ("greater_than_equal", "greater_than"):
+        return field, f"{field}（{label}）不能小于{ctx.get('ge', ctx.get('gt'))}"
+    if kind in ("less_than_equal", "less_than"):
+        return field, f"{field}（{label}）超出合理范围（不能大于{ctx.get('le', ctx.get('lt'))}）"
+    if kind in ("string_too_long", "too_long"):
+        limit = ctx.get("max_length")
+        unit = "字" if kind == "string_too_long" else "项"
+        return field, f"{field}（{label}）过长，最多{limit}{unit}"
+    if kind == "value_error":
+        return field, f"{field}（{label}）：{str(ctx.get('error', err['msg']))}"
+    text = _MESSAGES.get(kind, err["msg"])
+    return field, f"{field}（{label}）{text}"
+
+
+def parse_profile(data: Any) -> EnterpriseProfile:
+    """Validate a JSON-like mapping; raises :class:`ProfileError` naming the field in Chinese."""
+    if not isinstance(data, dict):
+        raise ProfileError("profile", "企业画像应为JSON对象")
+    try:
+        return EnterpriseProfile.model_validate(data)
+    except ValidationError as exc:
+        errors = [_message(e) for e in exc.errors(include_url=False)]
+        field, message = errors[0]
+        raise ProfileError(field, message, errors) from None

@@ -1,0 +1,178 @@
+"""The ``policyfit`` command line (typer). Errors go to stderr in Chinese; exit 2 = bad input."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+app = typer.Typer(help="policyfit — 惠企政策双向适配（徐委办〔2023〕37号）", no_args_is_help=True,
+                  add_completion=False, pretty_exceptions_enable=False)
+policies_app = typer.Typer(help="政策目录：校验、覆盖表", no_args_is_help=True)
+profiles_app = typer.Typer(help="企业画像：合成样本", no_args_is_help=True)
+app.add_typer(policies_app, name="policies")
+app.add_typer(profiles_app, name="profiles")
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="输出JSON（SPEC §2.3）")]
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """One line on stderr, then exit (2 = invalid input)."""
+    typer.echo(f"错误：{message}", err=True)
+    raise typer.Exit(code)
+
+
+def _as_of(value: str | None) -> dt.date:
+    if value is None:
+        return dt.date.today()
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        fail(f"--as-of 日期格式应为 YYYY-MM-DD，收到“{value}”")
+
+
+def _emit(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
+
+
+@app.command()
+def match(
+    profile: Annotated[Path, typer.Option("--profile", help="企业画像JSON文件（EnterpriseProfile v1）")],
+    query: Annotated[str | None, typer.Option("--query", help="补充诉求，如“想贷款”")] = None,
+    top: Annotated[int | None, typer.Option("--top", min=1, help="只显示得分最高的N项")] = None,
+    as_of: Annotated[str | None, typer.Option("--as-of", help="评估日期 YYYY-MM-DD，默认今天")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """为一家企业匹配政策套餐。"""
+    from profiles.features import derive
+    from profiles.model import ProfileError, parse_profile
+    from service.runtime import get_matcher
+
+    try:
+        raw = json.loads(profile.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        fail(f"找不到企业画像文件 {profile}")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        fail(f"企业画像文件不是有效的JSON（{exc}）")
+    try:
+        parsed = parse_profile(raw)
+    except ProfileError as exc:
+        fail(str(exc))
+    when = _as_of(as_of)
+    result = get_matcher().match(derive(parsed, when), query=query, top=top)
+    if as_json:
+        _emit(result)
+    else:
+        from service.report import render_match
+
+        typer.echo(render_match(result))
+
+
+@app.command()
+def search(
+    text: Annotated[str, typer.Argument(help="查询内容，如“贷款利息太高”")],
+    top: Annotated[int, typer.Option("--top", min=1, help="返回条数")] = 10,
+    as_json: JsonFlag = False,
+) -> None:
+    """按关键词检索政策（按相关度排序）。"""
+    from service.runtime import get_matcher
+
+    if not text.strip():
+        fail("查询内容不能为空")
+    results = get_matcher().search(text, top=top)
+    if as_json:
+        _emit({"results": results})
+        return
+    if not results:
+        typer.echo("没有找到相关政策。")
+    for i, r in enumerate(results, 1):
+        src = f"任务{r['source_task']}" if r["source_task"] else f"举措{r['source_measure']}"
+        typer.echo(f"{i:>2}. {r['title']}  [{src}]  相关度 {r['score']:.3f}  ({r['policy_id']})")
+
+
+@policies_app.command("lint")
+def policies_lint(
+    directory: Annotated[Path | None, typer.Argument(help="目录，默认 policies/catalog")] = None,
+) -> None:
+    """校验政策目录（字段、规则、任务编号、重复ID）。"""
+    from policies.lint import main as lint_main
+
+    code = lint_main([str(directory)] if directory else [])
+    raise typer.Exit(code)
+
+
+@policies_app.command("coverage")
+def policies_coverage(
+    write: Annotated[bool, typer.Option("--write", help="写入 policies/COVERAGE.md")] = False,
+    check: Annotated[bool, typer.Option("--check", help="COVERAGE.md 与目录不一致时退出1")] = False,
+) -> None:
+    """生成160项任务与10项举措的覆盖表。"""
+    from policies.coverage import COVERAGE_FILE, CoverageError, render_coverage
+    from service.runtime import get_catalog
+
+    try:
+        text = render_coverage(get_catalog())
+    except CoverageError as exc:
+        fail(str(exc), 1)
+    if check:
+        current = COVERAGE_FILE.read_text(encoding="utf-8") if COVERAGE_FILE.exists() else ""
+        if current != text:
+            fail("policies/COVERAGE.md 已过期，请运行 policyfit policies coverage --write", 1)
+        typer.echo("COVERAGE.md 与目录一致")
+    elif write:
+        COVERAGE_FILE.write_text(text, encoding="utf-8")
+        typer.echo(f"已写入 {COVERAGE_FILE}")
+    else:
+        typer.echo(text)
+
+
+@profiles_app.command("synth")
+def profiles_synth(
+    n: Annotated[int, typer.Option("--n", min=1, max=5_000_000, help="企业数量")] = 1000,
+    seed: Annotated[int, typer.Option("--seed", help="随机种子（相同种子结果相同）")] = 20230419,
+    out: Annotated[Path | None, typer.Option("--out", help="输出JSONL文件，默认标准输出")] = None,
+) -> None:
+    """生成合成企业画像（JSONL，名称带“（合成）”标记，非真实企业）。"""
+    from profiles.synth import SYNTHETIC_LABEL, synthesize
+
+    population = synthesize(n, seed)
+    stream = out.open("w", encoding="utf-8") if out else sys.stdout
+    try:
+        for record in population.records():
+            stream.write(json.dumps(record, ensure_ascii=False) + "\n")
+    finally:
+        if out:
+            stream.close()
+            typer.echo(f"已生成 {n} 家{SYNTHETIC_LABEL} → {out}", err=True)
+
+
+@app.command()
+def demo(
+    as_of: Annotated[str | None, typer.Option("--as-of", help="评估日期 YYYY-MM-DD")] = None,
+) -> None:
+    """演示：为 profiles/samples/ 中的示例企业匹配政策套餐。"""
+    from profiles.features import derive
+    from profiles.model import parse_profile
+    from service.report import render_match
+    from service.runtime import get_catalog, get_matcher
+
+    samples = sorted((Path(__file__).resolve().parent.parent / "profiles" / "samples").glob("*.json"))
+    when = _as_of(as_of)
+    typer.echo(f"政策目录：{len(get_catalog())} 条政策（{get_catalog().version}），评估日期 {when}")
+    typer.echo("以下示例企业为虚构样本，仅用于演示。\n")
+    for path in samples:
+        profile = parse_profile(json.loads(path.read_text(encoding="utf-8")))
+        typer.echo(render_match(get_matcher().match(derive(profile, when), top=8)))
+        typer.echo("")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

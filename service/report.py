@@ -1,0 +1,39 @@
+"""The readable Chinese report of a match (what ``policyfit match`` prints without --json)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from profiles.fields import SIZES
+
+
+def render_match(result: dict[str, Any]) -> str:
+    ent = result["enterprise"]
+    size = SIZES.get(ent.get("size") or "", "未知")
+    lines = [
+        f"■ {ent['name']}（{ent['uscc']}）",
+        f"  规模：{size}（{ent.get('size_basis') or ''}）",
+        f"  画像：{'、'.join(ent.get('tags') or []) or '—'}",
+    ]
+    lines += [f"  ⚠ {w}" for w in ent.get("warnings") or []]
+    package = result["package"]
+    lines.append(f"  可享受政策 {len(package)} 项：")
+    for i, item in enumerate(package, 1):
+        src = f"任务{item['source_task']}" if item["source_task"] else f"举措{item['source_measure']}"
+        value = item.get("estimated_value_wan")
+        worth = f"，预计每年约{value:g}万元（{item.get('value_assumption')}）" if value else ""
+        lines.append(f"   {i}. {item['title']} [{src}·{item.get('category_label', '')}]{worth}")
+        lines.append(f"      依据：{'；'.join(item['reasons'])}")
+        lines.append(f"      办理：{item['how_to_apply']}")
+    if result["possibly_eligible"]:
+        lines.append(f"  可能符合、需补充信息 {len(result['possibly_eligible'])} 项：")
+        for item in result["possibly_eligible"]:
+            lines.append(f"   · {item['title']}：{' '.join(item['questions'])}")
+    if result["near_misses"]:
+        lines.append(f"  差一个条件 {len(result['near_misses'])} 项：")
+        for item in result["near_misses"]:
+            lines.append(f"   · {item['title']}：{'；'.join(item['unmet'])}")
+    if result.get("available_on_request"):
+        names = "、".join(i["title"] for i in result["available_on_request"])
+        lines.append(f"  有需要时可办理：{names}")
+    return "\n".join(lines)

@@ -1,0 +1,22 @@
+"""Service settings: one object, read once from the environment (``POLICYFIT_*``)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="POLICYFIT_", extra="ignore")
+
+    catalog_dir: Path = Field(Path(__file__).resolve().parent.parent / "policies" / "catalog",
+                              description="directory of policy YAML files")
+    data_dir: Path = Field(Path("var"), description="where the embedded database and indexes live")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
