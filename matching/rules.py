@@ -189,25 +189,47 @@ class RuleEngine:
             if not active[i]:
                 continue
             clause_masks = [eval_rule(cl, cache) for cl in comp.clauses]
-            t, f = np.ones(n, dtype=bool), np.zeros(n, dtype=bool)  # all([]) is true
-            for ct, cf in clause_masks:
+            if not clause_masks:  # all([]) is true for everyone
+                status[i] = ELIGIBLE
+                continue
+            t, f = clause_masks[0]
+            for ct, cf in clause_masks[1:]:
                 t, f = t & ct, f | cf
+            # status = 1 where true, 2 where unknown, 0 where false — arithmetic, not masked stores
             row = status[i]
-            row[t] = ELIGIBLE
-            row[~t & ~f] = UNKNOWN
+            np.copyto(row, t.view(np.int8))
+            row += np.logical_not(t | f).view(np.int8) * np.int8(UNKNOWN)
             if near_misses:
-                # near miss: exactly one top-level clause false, all others true, and that
-                # clause is one a firm can meet (not "must be bankrupt")
-                n_true = np.zeros(n, dtype=np.int8)
-                fixable_false = np.zeros(n, dtype=np.int8)
-                any_false = np.zeros(n, dtype=np.int8)
-                for (ct, cf), actionable in zip(clause_masks, comp.actionable, strict=True):
-                    n_true += ct
-                    any_false += cf
-                    if actionable:
-                        fixable_false += cf
-                near[i] = (any_false == 1) & (fixable_false == 1) & (n_true == len(clause_masks) - 1)
+                near[i] = _near_miss(clause_masks, comp.actionable)
         return BatchResult(self.policy_ids, status, near, active, cache if keep_trace else None)
+
+
+def _near_miss(clauses: list[Masks], actionable: tuple[bool, ...]) -> np.ndarray:
+    """Rows where exactly one top-level clause is false, that clause is actionable and every
+    other clause is true: OR over j of (false_j AND all true except j), via prefix/suffix ANDs."""
+    k = len(clauses)
+    if k == 1:
+        return clauses[0][1] if actionable[0] else np.zeros_like(clauses[0][1])
+    prefix: list[np.ndarray | None] = [None] * k  # AND of true masks before j
+    suffix: list[np.ndarray | None] = [None] * k  # AND of true masks after j
+    acc: np.ndarray | None = None
+    for j in range(k):
+        prefix[j] = acc
+        acc = clauses[j][0] if acc is None else acc & clauses[j][0]
+    acc = None
+    for j in range(k - 1, -1, -1):
+        suffix[j] = acc
+        acc = clauses[j][0] if acc is None else acc & clauses[j][0]
+    out = np.zeros_like(clauses[0][0])
+    for j in range(k):
+        if not actionable[j]:
+            continue
+        term = clauses[j][1]
+        for other in (prefix[j], suffix[j]):
+            if other is not None:
+                term = term & other
+        out |= term
+    return out
 
 
 # ---- explanation ------------------------------------------------------------------------
