@@ -78,5 +78,5 @@ def measures() -> tuple[Measure, ...]:
         m = re.search(rf"{numeral}是([^。]+)。(.*?)(?=\n?[{_NUMERALS}]是|\Z)", body, re.S)
         if m is None:
             raise ValueError(f"measure {i} not found in the plan text")
-        out.append(Measure(i, tidy(m.group(1)), tidy(m.group(1) + "。" + m.group(2))))
+        out.append(Measure(i, tidy(m.group(1)), tidy(f"{numeral}是{m.group(1)}。{m.group(2)}")))
     return tuple(out)
