@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from matching.columns import ProfileBatch, codes
-from policies.rules import All, Any_, Leaf, Not, Rule, leaves, top_clauses
+from policies.rules import All, Leaf, Not, Rule, leaves, top_clauses
 from policies.schema import Policy
 from profiles.fields import FIELDS, Kind
 

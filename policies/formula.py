@@ -71,7 +71,7 @@ def parse_formula(source: str) -> Formula:
 
 def _eval(node: ast.expr, env: dict[str, Any]) -> Any:
     if isinstance(node, ast.Constant):
-        return float(node.value)
+        return float(node.value)  # type: ignore[arg-type]  # numbers only, checked at parse
     if isinstance(node, ast.Name):
         value = env.get(node.id)
         return np.nan if value is None else value

@@ -13,7 +13,7 @@ vocabularies). Evaluating it lives in ``matching.rules``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 from profiles.fields import FIELDS, RULE_FIELDS, Kind, suggest
 
@@ -77,7 +77,7 @@ class Not:
     child: Rule
 
 
-Rule = Union[Leaf, All, Any_, Not]
+Rule = Leaf | All | Any_ | Not
 
 
 def vocabulary(field_name: str) -> dict[str, str]:

@@ -9,6 +9,7 @@ policy threshold.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -158,7 +159,7 @@ RULE_FIELDS: tuple[str, ...] = tuple(
 )
 
 
-def suggest(name: str, candidates: object) -> str:
+def suggest(name: str, candidates: Iterable[object]) -> str:
     """``" — did you mean 'x'?"`` for the closest candidate, or an empty string."""
     close = difflib.get_close_matches(str(name), [str(c) for c in candidates], n=1, cutoff=0.5)
     return f" — did you mean '{close[0]}'?" if close else ""

@@ -108,7 +108,7 @@ def divisions_under(code: IndustryCode) -> list[str]:
 
 def groups_under(division: str) -> list[str]:
     """Listed groups ("G591") of a division, empty when the table does not list them."""
-    return ["%s%s" % (division[0], g) for g in _table().groups if g[:2] == division[1:]]
+    return [f"{division[0]}{g}" for g in _table().groups if g[:2] == division[1:]]
 
 
 def section_names() -> dict[str, str]:

@@ -179,6 +179,6 @@ def parse_profile(data: Any) -> EnterpriseProfile:
     try:
         return EnterpriseProfile.model_validate(data)
     except ValidationError as exc:
-        errors = [_message(e) for e in exc.errors(include_url=False)]
+        errors = [_message(dict(e)) for e in exc.errors(include_url=False)]
         field, message = errors[0]
         raise ProfileError(field, message, errors) from None

@@ -13,7 +13,7 @@ from matching.columns import ProfileBatch, values
 from profiles.features import derive
 from profiles.industry import parse_industry_code
 from profiles.model import parse_profile
-from profiles.size_class import category_for, classify, classify_columns, category_index
+from profiles.size_class import category_for, category_index, classify, classify_columns
 
 E, R, A = "employees", "annual_revenue_wan", "total_assets_wan"
 # (sample code, {level: {metric: bound}}) — from shared/design/reference/sme-size-standard.md
