@@ -20,6 +20,7 @@ from matching.lexical import LexicalIndex
 from matching.rules import (
     ELIGIBLE,
     FAILED,
+    PASSED,
     UNKNOWN,
     ClauseTrace,
     RuleEngine,
@@ -165,18 +166,30 @@ def _triggered(policy: Policy, context: str) -> bool:
 
 
 def _reason(trace: ClauseTrace) -> str:
+    """Why a passed clause passed, with the observed values that decided it."""
     if trace.field is not None:
         return f"{trace.text}（当前：{trace.observed_text}）"
-    return trace.text
+    passed = [c for c in trace.children if c.outcome == PASSED]
+    if trace.text.startswith("满足其一"):
+        return "满足其一：" + "；".join(_reason(c) for c in passed)
+    return "；".join(_reason(c) for c in passed) or trace.text
 
 
 def _gap(trace: ClauseTrace) -> str:
-    """差距: what would have to change, e.g. ``纳税信用等级需为A级或B级，当前为M级``."""
+    """差距: what would have to change, e.g. ``需纳税信用等级为A级或B级，当前为M级``."""
+    return "需" + _gap_body(trace)
+
+
+def _gap_body(trace: ClauseTrace) -> str:
     if trace.field is not None:
-        return f"需{trace.text}，当前为{trace.observed_text}"
+        return f"{trace.text}，当前为{trace.observed_text}"
+    if trace.text.startswith("并非"):  # a negation: name what must not hold, and what holds now
+        inner = trace.children[0]
+        return trace.text + (f"，当前为{inner.observed_text}" if inner.field else "")
     failing = [c for c in trace.children if c.outcome == FAILED]
-    detail = "；".join(_gap(c) for c in failing) if failing else trace.text
-    return f"需{trace.text}（{detail}）" if trace.children and len(trace.children) > 1 else detail
+    if trace.text.startswith("满足其一"):
+        return "以下满足其一：" + "；或".join(_gap_body(c) for c in failing)
+    return "；".join(_gap_body(c) for c in failing)
 
 
 def estimate_value(policy: Policy, record: dict[str, Any]) -> float | None:

@@ -118,9 +118,20 @@ def eval_rule(rule: Rule, cache: LeafCache) -> Masks:
     return t, f
 
 
-def is_situational(clause: Rule) -> bool:
-    """A clause that asks for an adverse situation (破产, 涉案, 劳动争议 …): not a gap to close."""
-    return all(leaf.field == "flags" and leaf.op in ("has_any", "has_all") for leaf in leaves(clause)) and not isinstance(clause, Not)
+def is_actionable(rule: Rule, negated: bool = False) -> bool:
+    """Can a firm meet this clause by its own action? Not when it asks for an adverse situation
+    (破产, 涉案 …) or for an attribute a firm does not choose (industry, region, age, entity type)."""
+    if isinstance(rule, Leaf):
+        if not FIELDS[rule.field].actionable:
+            return False
+        if rule.field == "flags":  # requiring a problem is no gap; requiring its absence is
+            return (rule.op == "has_none") != negated
+        return True  # ordered categories are refined per row by ``improvable``
+    if isinstance(rule, Not):
+        return is_actionable(rule.child, not negated)
+    results = [is_actionable(c, negated) for c in rule.children]
+    needs_all = isinstance(rule, All) != negated
+    return all(results) if needs_all else any(results)
 
 
 @dataclass(frozen=True)
@@ -132,7 +143,7 @@ class CompiledPolicy:
     @property
     def actionable(self) -> tuple[bool, ...]:
         """Per top-level clause: can a firm meet it by changing something (not by getting into trouble)?"""
-        return tuple(not is_situational(c) for c in self.clauses)
+        return tuple(is_actionable(c) for c in self.clauses)
 
     @property
     def id(self) -> str:
@@ -200,15 +211,57 @@ class RuleEngine:
             np.copyto(row, t.view(np.int8))
             row += np.logical_not(t | f).view(np.int8) * np.int8(UNKNOWN)
             if near_misses:
-                near[i] = _near_miss(clause_masks, comp.actionable)
+                actionable: list[bool | np.ndarray] = []
+                for clause, static in zip(comp.clauses, comp.actionable, strict=True):
+                    ordinal = ordinal_leaf(clause) if static else None
+                    actionable.append(improvable(*ordinal, cache) if ordinal else static)
+                near[i] = _near_miss(clause_masks, actionable)
         return BatchResult(self.policy_ids, status, near, active, cache if keep_trace else None)
 
 
-def _near_miss(clauses: list[Masks], actionable: tuple[bool, ...]) -> np.ndarray:
+def ordinal_leaf(rule: Rule) -> tuple[Leaf, bool] | None:
+    """(leaf, negated) when the clause is one comparison on an ordered category, else None."""
+    negated = False
+    while isinstance(rule, Not):
+        rule, negated = rule.child, not negated
+    if isinstance(rule, Leaf) and FIELDS[rule.field].order:
+        return rule, negated
+    return None
+
+
+def allowed_values(leaf: Leaf, negated: bool) -> set[str]:
+    vocab = list(codes(leaf.field))
+    wanted = set(leaf.value if isinstance(leaf.value, tuple) else (leaf.value,))
+    keep = leaf.op in ("eq", "in")
+    if negated:
+        keep = not keep
+    return {v for v in vocab if (v in wanted) == keep}
+
+
+def improvable_value(leaf: Leaf, negated: bool, current: str | None) -> bool:
+    """Does the condition allow a value better than ``current`` (per the field's order)?"""
+    if current is None:
+        return False
+    order = FIELDS[leaf.field].order
+    return any(order.index(v) < order.index(current) for v in allowed_values(leaf, negated))
+
+
+def improvable(leaf: Leaf, negated: bool, cache: LeafCache) -> np.ndarray:
+    """Vectorised :func:`improvable_value` over the batch (a lookup on the category codes)."""
+    vocab = list(codes(leaf.field))
+    table = np.zeros(len(vocab) + 1, dtype=bool)
+    for i, value in enumerate(vocab):
+        table[i + 1] = improvable_value(leaf, negated, value)
+    return table[cache.shifted(leaf.field)]
+
+
+def _near_miss(clauses: list[Masks], actionable: Sequence[bool | np.ndarray]) -> np.ndarray:
     """Rows where exactly one top-level clause is false, that clause is actionable and every
     other clause is true: OR over j of (false_j AND all true except j), via prefix/suffix ANDs."""
     k = len(clauses)
     if k == 1:
+        if isinstance(actionable[0], np.ndarray):
+            return clauses[0][1] & actionable[0]
         return clauses[0][1] if actionable[0] else np.zeros_like(clauses[0][1])
     prefix: list[np.ndarray | None] = [None] * k  # AND of true masks before j
     suffix: list[np.ndarray | None] = [None] * k  # AND of true masks after j
@@ -222,9 +275,11 @@ def _near_miss(clauses: list[Masks], actionable: tuple[bool, ...]) -> np.ndarray
         acc = clauses[j][0] if acc is None else acc & clauses[j][0]
     out = np.zeros_like(clauses[0][0])
     for j in range(k):
-        if not actionable[j]:
+        if actionable[j] is False:
             continue
         term = clauses[j][1]
+        if isinstance(actionable[j], np.ndarray):
+            term = term & actionable[j]
         for other in (prefix[j], suffix[j]):
             if other is not None:
                 term = term & other
@@ -243,6 +298,7 @@ class ClauseTrace:
 
     text: str
     outcome: str  # passed | failed | unknown
+    note: str = ""
     field: str | None = None
     observed: Any = None
     threshold: Any = None
@@ -256,6 +312,8 @@ class ClauseTrace:
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"clause": self.text, "outcome": self.outcome}
+        if self.note:
+            out["note"] = self.note
         if self.field is not None:
             out.update(field=self.field, observed=self.observed, threshold=self.threshold)
         if self.children:
@@ -308,7 +366,11 @@ def describe_leaf(leaf: Leaf) -> str:
         text = f"{f.label}同时包含{'、'.join(shown)}"
     else:
         text = f"{f.label}不含{'、'.join(shown)}"
-    return f"{text}（{leaf.note}）" if leaf.note else text
+    return text
+
+
+_NEGATED_OP = {"eq": "ne", "ne": "eq", "in": "not_in", "not_in": "in", "lt": "ge", "ge": "lt",
+               "le": "gt", "gt": "le", "has_any": "has_none", "has_none": "has_any"}
 
 
 def _outcome(masks: Masks, row: int) -> str:
@@ -321,11 +383,15 @@ def trace_rule(rule: Rule, cache: LeafCache, row: int, record: dict[str, Any]) -
     masks = eval_rule(rule, cache)
     outcome = _outcome(masks, row)
     if isinstance(rule, Leaf):
-        return ClauseTrace(describe_leaf(rule), outcome, rule.field, record.get(rule.field),
+        return ClauseTrace(describe_leaf(rule), outcome, rule.note, rule.field, record.get(rule.field),
                            list(rule.value) if isinstance(rule.value, tuple) else rule.value)
     if isinstance(rule, Not):
         inner = trace_rule(rule.child, cache, row, record)
-        return ClauseTrace(f"不满足：{inner.text}", outcome, children=[inner])
+        if isinstance(rule.child, Leaf) and rule.child.op in _NEGATED_OP:
+            leaf = rule.child
+            text = describe_leaf(Leaf(leaf.field, _NEGATED_OP[leaf.op], leaf.value))
+            return ClauseTrace(text, outcome, leaf.note, leaf.field, inner.observed, inner.threshold)
+        return ClauseTrace(f"并非{inner.text}", outcome, children=[inner])
     kids = [trace_rule(c, cache, row, record) for c in rule.children]
     if isinstance(rule, All):
         text = "同时满足：" + "；".join(k.text for k in kids) if kids else "面向所有市场主体"

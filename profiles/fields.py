@@ -95,6 +95,13 @@ class Field:
     vocabulary: dict[str, str] = field(default_factory=dict)
     derived: bool = False
     help: str = ""
+    #: Can a firm change this by its own action (grade, listing, qualifications, size …)? A
+    #: near miss on a field that is not actionable (industry, region, age, entity type) is no
+    #: gap worth showing.
+    actionable: bool = False
+    #: For ordered categories, best first (A级 … D级; 已上市 … 未上市). A failed condition is a gap
+    #: to close only if it allows a value better than the firm's current one.
+    order: tuple[str, ...] = ()
 
     def value_label(self, value: object) -> str:
         """Chinese rendering of one value of this field, e.g. ``small`` → ``小型``."""
@@ -118,28 +125,30 @@ def _fields() -> dict[str, Field]:
         F("region", K.CATEGORY, "所在地区", vocabulary=REGIONS),
         F("industry_code", K.TEXT, "行业代码（GB/T 4754-2017）"),
         F("established_on", K.DATE, "成立日期"),
-        F("employees", K.NUMBER, "从业人员", "人"),
-        F("annual_revenue_wan", K.NUMBER, "营业收入", "万元"),
-        F("total_assets_wan", K.NUMBER, "资产总额", "万元"),
+        F("employees", K.NUMBER, "从业人员", "人", actionable=True),
+        F("annual_revenue_wan", K.NUMBER, "营业收入", "万元", actionable=True),
+        F("total_assets_wan", K.NUMBER, "资产总额", "万元", actionable=True),
         F("size", K.CATEGORY, "企业规模", vocabulary=SIZES,
-          help="填报时可不填，系统按《中小企业划型标准规定》自动划型"),
+          help="填报时可不填，系统按《中小企业划型标准规定》自动划型", actionable=True),
         F("ownership", K.CATEGORY, "所有制类型", vocabulary=OWNERSHIPS),
-        F("listing_status", K.CATEGORY, "上市状态", vocabulary=LISTING_STATUSES),
+        F("listing_status", K.CATEGORY, "上市状态", vocabulary=LISTING_STATUSES, actionable=True,
+          order=("listed", "neeq", "reserve", "unlisted")),
         F("tax_credit_grade", K.CATEGORY, "纳税信用等级", vocabulary=TAX_CREDIT_GRADES,
-          help="可在电子税务局“纳税信用”栏目查询，每年4月发布上一年度评价结果"),
-        F("taxpayer_type", K.CATEGORY, "纳税人类型", vocabulary=TAXPAYER_TYPES),
-        F("monthly_sales_wan", K.NUMBER, "月销售额", "万元"),
+          help="可在电子税务局“纳税信用”栏目查询，每年4月发布上一年度评价结果", actionable=True,
+          order=("A", "B", "M", "C", "D")),
+        F("taxpayer_type", K.CATEGORY, "纳税人类型", vocabulary=TAXPAYER_TYPES, actionable=True),
+        F("monthly_sales_wan", K.NUMBER, "月销售额", "万元", actionable=True),
         F("annual_payroll_wan", K.NUMBER, "年工资总额", "万元"),
         F("financing_need_wan", K.NUMBER, "融资需求", "万元"),
-        F("qualifications", K.SET, "企业资质", vocabulary=QUALIFICATIONS),
+        F("qualifications", K.SET, "企业资质", vocabulary=QUALIFICATIONS, actionable=True),
         F("trade", K.SET, "外贸业务", vocabulary=TRADE),
-        F("patents", K.NUMBER, "有效发明专利", "件"),
-        F("trademarks", K.NUMBER, "注册商标", "件"),
-        F("flags", K.SET, "经营与信用状况", vocabulary=FLAGS),
+        F("patents", K.NUMBER, "有效发明专利", "件", actionable=True),
+        F("trademarks", K.NUMBER, "注册商标", "件", actionable=True),
+        F("flags", K.SET, "经营与信用状况", vocabulary=FLAGS, actionable=True),
         F("business_scope", K.TEXT, "经营范围"),
         F("needs", K.TEXT, "企业诉求"),
         # Derived fields (企业画像): computed from the fields above, never stated.
-        F("is_sme", K.BOOL, "是否中小微企业", vocabulary=BOOLS, derived=True),
+        F("is_sme", K.BOOL, "是否中小微企业", vocabulary=BOOLS, derived=True, actionable=True),
         F("industry_section", K.CATEGORY, "行业门类", derived=True),
         F("industry_division", K.CATEGORY, "行业大类", derived=True),
         F("industry_group", K.CATEGORY, "行业中类", derived=True),

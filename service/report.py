@@ -33,7 +33,8 @@ def render_match(result: dict[str, Any]) -> str:
         lines.append(f"  差一个条件 {len(result['near_misses'])} 项：")
         for item in result["near_misses"]:
             lines.append(f"   · {item['title']}：{'；'.join(item['unmet'])}")
-    if result.get("available_on_request"):
-        names = "、".join(i["title"] for i in result["available_on_request"])
-        lines.append(f"  有需要时可办理：{names}")
+    on_request = result.get("available_on_request") or []
+    if on_request:
+        lines.append(f"  另有 {len(on_request)} 项依申请办理的事项（注销、迁移、投标、纠纷等情形下适用），"
+                     "说明具体诉求（--query）即可列入套餐")
     return "\n".join(lines)

@@ -11,7 +11,15 @@ from hypothesis import strategies as st
 
 from matching import reference
 from matching.columns import ProfileBatch, values
-from matching.rules import ELIGIBLE, UNKNOWN, LeafCache, RuleEngine, eval_rule
+from matching.rules import (
+    ELIGIBLE,
+    UNKNOWN,
+    LeafCache,
+    RuleEngine,
+    eval_rule,
+    improvable_value,
+    ordinal_leaf,
+)
 from policies.loader import Catalog
 from policies.rules import KIND_OPERATORS, All, Any_, Leaf, Not, Rule
 from profiles.features import derive
@@ -110,13 +118,18 @@ def test_absent_fields_are_unknown_and_present_empty_lists_are_complete() -> Non
 
 
 def test_near_misses_agree_with_a_per_record_definition(catalog: Catalog) -> None:
-    """Near miss = exactly one top-level clause false, it is actionable, all others true."""
+    """Near miss = exactly one top-level clause false, all others true, and the false one is a
+    gap the firm can close (actionable; for ordered categories, it allows a better value)."""
     engine = RuleEngine(list(catalog))
     result = engine.evaluate(BATCH.take(slice(0, 800)), AS_OF)
     for i, comp in enumerate(engine.compiled):
         for row, record in enumerate(RECORDS[:800]):
             outcomes = [reference.evaluate(c, record) for c in comp.clauses]
             false = [j for j, o in enumerate(outcomes) if o is False]
-            want = (comp.policy.is_active(AS_OF) and len(false) == 1 and comp.actionable[false[0]]
+            fixable = False
+            if len(false) == 1 and comp.actionable[false[0]]:
+                ordinal = ordinal_leaf(comp.clauses[false[0]])
+                fixable = ordinal is None or improvable_value(*ordinal, record.get(ordinal[0].field))
+            want = (comp.policy.is_active(AS_OF) and fixable
                     and all(o is True for j, o in enumerate(outcomes) if j != false[0]))
             assert bool(result.near_miss[i, row]) == want, (comp.id, row)
