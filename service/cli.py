@@ -35,6 +35,11 @@ def _as_of(value: str | None) -> dt.date:
         fail(f"--as-of 日期格式应为 YYYY-MM-DD，收到“{value}”")
 
 
+def _in_range(option: str, value: int, low: int, high: int) -> None:
+    if not low <= value <= high:
+        fail(f"{option} 应为 {low}–{high} 之间的整数，收到 {value}")
+
+
 def _emit(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
 
@@ -43,7 +48,7 @@ def _emit(obj: Any) -> None:
 def match(
     profile: Annotated[Path, typer.Option("--profile", help="企业画像JSON文件（EnterpriseProfile v1）")],
     query: Annotated[str | None, typer.Option("--query", help="补充诉求，如“想贷款”")] = None,
-    top: Annotated[int | None, typer.Option("--top", min=1, help="只显示得分最高的N项")] = None,
+    top: Annotated[int | None, typer.Option("--top", help="只显示得分最高的N项")] = None,
     as_of: Annotated[str | None, typer.Option("--as-of", help="评估日期 YYYY-MM-DD，默认今天")] = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -63,6 +68,8 @@ def match(
     except ProfileError as exc:
         fail(str(exc))
     when = _as_of(as_of)
+    if top is not None:
+        _in_range("--top", top, 1, 1000)
     result = get_matcher().match(derive(parsed, when), query=query, top=top)
     if as_json:
         _emit(result)
@@ -75,7 +82,7 @@ def match(
 @app.command()
 def search(
     text: Annotated[str, typer.Argument(help="查询内容，如“贷款利息太高”")],
-    top: Annotated[int, typer.Option("--top", min=1, help="返回条数")] = 10,
+    top: Annotated[int, typer.Option("--top", help="返回条数")] = 10,
     as_json: JsonFlag = False,
 ) -> None:
     """按关键词检索政策（按相关度排序）。"""
@@ -83,6 +90,7 @@ def search(
 
     if not text.strip():
         fail("查询内容不能为空")
+    _in_range("--top", top, 1, 200)
     results = get_matcher().search(text, top=top)
     if as_json:
         _emit({"results": results})
@@ -132,13 +140,14 @@ def policies_coverage(
 
 @profiles_app.command("synth")
 def profiles_synth(
-    n: Annotated[int, typer.Option("--n", min=1, max=5_000_000, help="企业数量")] = 1000,
+    n: Annotated[int, typer.Option("--n", help="企业数量（1–5,000,000）")] = 1000,
     seed: Annotated[int, typer.Option("--seed", help="随机种子（相同种子结果相同）")] = 20230419,
     out: Annotated[Path | None, typer.Option("--out", help="输出JSONL文件，默认标准输出")] = None,
 ) -> None:
     """生成合成企业画像（JSONL，名称带“（合成）”标记，非真实企业）。"""
     from profiles.synth import SYNTHETIC_LABEL, synthesize
 
+    _in_range("--n", n, 1, 5_000_000)
     population = synthesize(n, seed)
     stream = out.open("w", encoding="utf-8") if out else sys.stdout
     try:

@@ -149,3 +149,16 @@ def test_installed_console_script_exit_code(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "uscc" in proc.stderr and "18位" in proc.stderr
+
+
+@pytest.mark.parametrize("args", [
+    ["match", "--profile", str(SAMPLES[0]), "--top", "0"],
+    ["match", "--profile", str(SAMPLES[0]), "--as-of", "2024/06/01"],
+    ["search", "贷款", "--top", "0"],
+    ["search", "   "],
+    ["profiles", "synth", "--n", "0"],
+])
+def test_bad_options_are_refused_in_chinese(args: list[str]) -> None:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert result.stderr.startswith("错误：") and len(result.stderr.strip().splitlines()) == 1
