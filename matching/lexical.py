@@ -17,7 +17,7 @@ _SPACE = re.compile(r"\s+")
 def policy_document(policy: Policy) -> str:
     """The text a policy is found by: title (weighted), summary, tags, triggers, benefit, wording."""
     parts = [policy.title, policy.title, policy.summary, " ".join(policy.tags),
-             " ".join(policy.triggers), policy.benefit.description, policy.text]
+             " ".join(policy.triggers), policy.benefit.description, " ".join(policy.questions), policy.text]
     return _SPACE.sub(" ", " ".join(parts))
 
 

@@ -124,6 +124,9 @@ class Policy(_Strict):
     )
     triggers: tuple[NonEmpty, ...] = ()
     tags: tuple[NonEmpty, ...] = ()
+    questions: tuple[NonEmpty, ...] = Field(
+        (), description="常见问法: how callers ask about this policy in their own words (used by search, "
+        "never by eligibility)")
     lead_departments: tuple[NonEmpty, ...] = Field(min_length=1)
     partner_departments: tuple[NonEmpty, ...] = ()
     how_to_apply: NonEmpty

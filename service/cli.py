@@ -102,6 +102,26 @@ def search(
         typer.echo(f"{i:>2}. {r['title']}  [{src}]  相关度 {r['score']:.3f}  ({r['policy_id']})")
 
 
+@app.command("eval")
+def evaluate(as_json: JsonFlag = False) -> None:
+    """相关性评测：Recall@5、MRR、nDCG@5（词法、向量、混合、原文检索对照）。"""
+    from matching.evaluation.run import ROWS, run
+    from service.runtime import get_matcher
+
+    report = run(get_matcher())
+    if as_json:
+        _emit(report)
+        return
+    names = {"lexical": "仅词法(TF-IDF)", "dense": "仅向量(e5)", "hybrid": "混合", "naive_plan_hybrid": "原文检索(对照)"}
+    typer.echo(f"模型 {report['model_id']} · 目录 {report['catalog_version']}")
+    for part, title in (("queries", "热线口语查询 → 重点任务"), ("profiles", "企业画像+诉求 → 套餐前5")):
+        typer.echo(f"\n{title}（{report[part]['n']} 条）")
+        typer.echo(f"  {'':<16}{'Recall@5':>10}{'MRR':>10}{'nDCG@5':>10}")
+        for row in ROWS:
+            m = report[part][row]
+            typer.echo(f"  {names[row]:<14}{m['recall@5']:>10.4f}{m['mrr']:>10.4f}{m['ndcg@5']:>10.4f}")
+
+
 @policies_app.command("lint")
 def policies_lint(
     directory: Annotated[Path | None, typer.Argument(help="目录，默认 policies/catalog")] = None,

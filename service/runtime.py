@@ -1,9 +1,10 @@
-"""Composition root: the catalog and matcher, built once per process."""
+"""Composition root: the catalog, embedder and matcher, built once per process."""
 
 from __future__ import annotations
 
 from functools import lru_cache
 
+from matching.embeddings import Embedder, load_embedder
 from matching.package import Matcher
 from policies.loader import Catalog, load_catalog
 from service.settings import get_settings
@@ -15,5 +16,13 @@ def get_catalog() -> Catalog:
 
 
 @lru_cache
+def get_embedder() -> Embedder:
+    settings = get_settings()
+    return load_embedder(settings.embedding_model, cache_dir=settings.data_dir / "cache")
+
+
+@lru_cache
 def get_matcher() -> Matcher:
-    return Matcher.build(get_catalog())
+    settings = get_settings()
+    return Matcher.build(get_catalog(), embedder=get_embedder(),
+                         index_dir=settings.data_dir / "indexes" / "policies")

