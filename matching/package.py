@@ -26,7 +26,6 @@ from matching.rules import (
     UNKNOWN,
     ClauseTrace,
     RuleEngine,
-    leaf_count,
     trace_rule,
 )
 from policies.loader import Catalog
@@ -165,7 +164,8 @@ class Matcher:
     def _entry(self, policy: Policy, traces: Sequence[ClauseTrace], record: dict[str, Any],
                hits: list[str], relevance: float) -> dict[str, Any]:
         cfg = self.ranking
-        specificity = min(leaf_count(policy.rule), cfg.specificity_saturation) / cfg.specificity_saturation
+        specificity = min(self.engine.compiled[self.engine.index[policy.id]].leaf_count,
+                          cfg.specificity_saturation) / cfg.specificity_saturation
         value = estimate_value(policy, record)
         value_signal = min(1.0, (value or 0.0) / cfg.value_scale_wan)
         score = (cfg.relevance * relevance + cfg.trigger * float(bool(hits)) + cfg.specificity * specificity

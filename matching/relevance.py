@@ -4,7 +4,7 @@ channel (TF-IDF), fused. Used by ``policyfit search`` and by the package ranking
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -91,6 +91,7 @@ class PolicyRetriever:
     embedder: Embedder | None
     fusion: FusionConfig
     owners: np.ndarray | None = None  # dense row -> position in ids (None: one row per id)
+    _memo: dict[str, RelevanceScores] = field(default_factory=dict, repr=False)
 
     @classmethod
     def build(cls, policies: Sequence[Policy], *, embedder: Embedder | None, fingerprint: str,
@@ -117,6 +118,16 @@ class PolicyRetriever:
         return cls(ids, lexical, dense, embedder, fusion or FusionConfig(), owners)
 
     def scores(self, text: str) -> RelevanceScores:
+        """Both channels and their fusion for ``text`` (memoised: a stored profile's words recur)."""
+        cached = self._memo.get(text)
+        if cached is None:
+            cached = self._compute(text)
+            if len(self._memo) >= 4096:
+                self._memo.pop(next(iter(self._memo)))
+            self._memo[text] = cached
+        return cached
+
+    def _compute(self, text: str) -> RelevanceScores:
         n = len(self.ids)
         lexical = self.lexical.scores(text) if text.strip() else np.zeros(n)
         if self.dense is None or self.embedder is None or not text.strip():

@@ -23,6 +23,7 @@ from policies.schema import Policy
 from profiles.fields import FIELDS, Kind
 
 ELIGIBLE, INELIGIBLE, UNKNOWN = 1, 0, 2
+SMALL_BATCH = 256  # rows up to which the stacked evaluation path is used (see RuleEngine)
 Masks = tuple[np.ndarray, np.ndarray]  # (true, false)
 
 
@@ -70,15 +71,7 @@ def eval_leaf(leaf: Leaf, cache: LeafCache) -> Masks:
             }[op](col, value)
         out = (cmp & known, ~cmp & known)
     elif kind in (Kind.CATEGORY, Kind.BOOL):
-        wanted = value if isinstance(value, tuple) else (value,)
-        lookup = codes(name)
-        table = np.zeros(len(lookup) + 1, dtype=bool)
-        for v in wanted:
-            table[1 + (int(v) if kind is Kind.BOOL else lookup[v])] = True
-        if op in ("ne", "not_in"):
-            table[1:] = ~table[1:]
-        false_table = ~table
-        false_table[0] = False
+        table, false_table = _category_tables(leaf)
         idx = cache.shifted(name)
         out = (table[idx], false_table[idx])
     else:  # SET
@@ -96,6 +89,27 @@ def eval_leaf(leaf: Leaf, cache: LeafCache) -> Masks:
         out = (hit_mask & known, ~hit_mask & known)
     cache.leaves[leaf.key] = out
     return out
+
+
+_TABLES: dict[tuple[str, str, Any], tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _category_tables(leaf: Leaf) -> tuple[np.ndarray, np.ndarray]:
+    """Lookup tables (true, false) over category codes + 1; index 0 is 'unknown'. Built once per leaf."""
+    hit = _TABLES.get(leaf.key)
+    if hit is None:
+        kind = FIELDS[leaf.field].kind
+        wanted = leaf.value if isinstance(leaf.value, tuple) else (leaf.value,)
+        lookup = codes(leaf.field)
+        table = np.zeros(len(lookup) + 1, dtype=bool)
+        for v in wanted:
+            table[1 + (int(v) if kind is Kind.BOOL else lookup[v])] = True
+        if leaf.op in ("ne", "not_in"):
+            table[1:] = ~table[1:]
+        false_table = ~table
+        false_table[0] = False
+        hit = _TABLES[leaf.key] = (table, false_table)
+    return hit
 
 
 def eval_rule(rule: Rule, cache: LeafCache) -> Masks:
@@ -139,11 +153,18 @@ class CompiledPolicy:
     policy: Policy
     rule: Rule
     clauses: tuple[Rule, ...]
+    #: per top-level clause: can a firm meet it by changing something (not by getting into trouble)?
+    actionable: tuple[bool, ...]
+    #: per top-level clause: (leaf, negated) when it compares an ordered category, else None
+    ordinal: tuple[tuple[Leaf, bool] | None, ...]
+    leaf_count: int
 
-    @property
-    def actionable(self) -> tuple[bool, ...]:
-        """Per top-level clause: can a firm meet it by changing something (not by getting into trouble)?"""
-        return tuple(is_actionable(c) for c in self.clauses)
+    @classmethod
+    def compile(cls, policy: Policy) -> CompiledPolicy:
+        rule = policy.rule
+        clauses = top_clauses(rule)
+        return cls(policy, rule, clauses, tuple(is_actionable(c) for c in clauses),
+                   tuple(ordinal_leaf(c) for c in clauses), len(leaves(rule)))
 
     @property
     def id(self) -> str:
@@ -175,7 +196,7 @@ class RuleEngine:
     """All policies of a catalog compiled once; evaluates column batches."""
 
     def __init__(self, policies: Sequence[Policy]) -> None:
-        self.compiled = [CompiledPolicy(p, p.rule, top_clauses(p.rule)) for p in policies]
+        self.compiled = [CompiledPolicy.compile(p) for p in policies]
         self.index = {c.id: i for i, c in enumerate(self.compiled)}
 
     @property
@@ -192,10 +213,19 @@ class RuleEngine:
         if batch.as_of != as_of:
             raise ValueError(f"batch derived for {batch.as_of}, evaluated for {as_of}")
         cache = LeafCache(batch)
-        n, m = batch.n, len(self.compiled)
+        active = np.array([c.policy.is_active(as_of) for c in self.compiled], dtype=bool)
+        if batch.n <= SMALL_BATCH:
+            status, near = self._evaluate_stacked(cache, active, near_misses)
+        else:
+            status, near = self._evaluate_per_policy(cache, active, near_misses)
+        return BatchResult(self.policy_ids, status, near, active, cache if keep_trace else None)
+
+    def _evaluate_per_policy(self, cache: LeafCache, active: np.ndarray,
+                             near_misses: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Large batches: one pass per policy over whole columns."""
+        n, m = cache.batch.n, len(self.compiled)
         status = np.zeros((m, n), dtype=np.int8)
         near = np.zeros((m, n), dtype=bool)
-        active = np.array([c.policy.is_active(as_of) for c in self.compiled], dtype=bool)
         for i, comp in enumerate(self.compiled):
             if not active[i]:
                 continue
@@ -210,13 +240,55 @@ class RuleEngine:
             row = status[i]
             np.copyto(row, t.view(np.int8))
             row += np.logical_not(t | f).view(np.int8) * np.int8(UNKNOWN)
-            if near_misses:
+            if near_misses and f.any():  # near misses exist only among rows that are not eligible
                 actionable: list[bool | np.ndarray] = []
-                for clause, static in zip(comp.clauses, comp.actionable, strict=True):
-                    ordinal = ordinal_leaf(clause) if static else None
-                    actionable.append(improvable(*ordinal, cache) if ordinal else static)
+                for static, ordinal in zip(comp.actionable, comp.ordinal, strict=True):
+                    actionable.append(improvable(*ordinal, cache) if static and ordinal else static)
                 near[i] = _near_miss(clause_masks, actionable)
-        return BatchResult(self.policy_ids, status, near, active, cache if keep_trace else None)
+        return status, near
+
+    def _evaluate_stacked(self, cache: LeafCache, active: np.ndarray,
+                          near_misses: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Small batches (one enterprise on the phone): every top-level clause of every policy is a
+        row of stacked matrices, so status and near misses cost a few whole-matrix operations
+        instead of a dozen tiny ones per policy (numpy's per-call overhead dominates at n = 1)."""
+        n, m = cache.batch.n, len(self.compiled)
+        true_rows: list[np.ndarray] = []
+        false_rows: list[np.ndarray] = []
+        fix_rows: list[np.ndarray] = []  # false AND actionable
+        starts: list[int] = []
+        sizes = np.zeros(m, dtype=np.int16)
+        yes, no = np.ones(n, dtype=bool), np.zeros(n, dtype=bool)
+        for i, comp in enumerate(self.compiled):
+            starts.append(len(true_rows))
+            if not active[i] or not comp.clauses:  # inactive: one false clause; all([]): one true
+                true_rows.append(yes if active[i] else no)
+                false_rows.append(no if active[i] else yes)
+                fix_rows.append(no)
+                sizes[i] = 1
+                continue
+            sizes[i] = len(comp.clauses)
+            for clause, static, ordinal in zip(comp.clauses, comp.actionable, comp.ordinal, strict=True):
+                t, f = eval_rule(clause, cache)
+                true_rows.append(t)
+                false_rows.append(f)
+                if not near_misses or not static:
+                    fix_rows.append(no)
+                else:
+                    fix_rows.append(f & improvable(*ordinal, cache) if ordinal else f)
+        index = np.array(starts)
+        n_true = np.add.reduceat(np.stack(true_rows).astype(np.int16), index, axis=0)
+        n_false = np.add.reduceat(np.stack(false_rows).astype(np.int16), index, axis=0)
+        k = sizes[:, None]
+        eligible = n_true == k
+        unknown = (n_false == 0) & ~eligible
+        status = eligible.view(np.int8) + unknown.view(np.int8) * np.int8(UNKNOWN)
+        if near_misses:
+            n_fix = np.add.reduceat(np.stack(fix_rows).astype(np.int16), index, axis=0)
+            near = (n_false == 1) & (n_fix == 1) & (n_true == k - 1)
+        else:
+            near = np.zeros((m, n), dtype=bool)
+        return status, near
 
 
 def ordinal_leaf(rule: Rule) -> tuple[Leaf, bool] | None:
@@ -246,12 +318,18 @@ def improvable_value(leaf: Leaf, negated: bool, current: str | None) -> bool:
     return any(order.index(v) < order.index(current) for v in allowed_values(leaf, negated))
 
 
+_IMPROVABLE: dict[tuple[tuple[str, str, Any], bool], np.ndarray] = {}
+
+
 def improvable(leaf: Leaf, negated: bool, cache: LeafCache) -> np.ndarray:
     """Vectorised :func:`improvable_value` over the batch (a lookup on the category codes)."""
-    vocab = list(codes(leaf.field))
-    table = np.zeros(len(vocab) + 1, dtype=bool)
-    for i, value in enumerate(vocab):
-        table[i + 1] = improvable_value(leaf, negated, value)
+    table = _IMPROVABLE.get((leaf.key, negated))
+    if table is None:
+        vocab = list(codes(leaf.field))
+        table = np.zeros(len(vocab) + 1, dtype=bool)
+        for i, value in enumerate(vocab):
+            table[i + 1] = improvable_value(leaf, negated, value)
+        _IMPROVABLE[(leaf.key, negated)] = table
     return table[cache.shifted(leaf.field)]
 
 

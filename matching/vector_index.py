@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import faiss
@@ -30,6 +30,7 @@ class VectorIndex:
     fingerprint: str
     index: faiss.Index
     kind: str  # "flat" | "hnsw"
+    _stored: np.ndarray | None = field(default=None, repr=False)  # flat vectors, for all_scores
 
     @classmethod
     def build(cls, ids: Sequence[str], vectors: Vectors, *, fingerprint: str, kind: str = "flat",
@@ -71,8 +72,9 @@ class VectorIndex:
         if self.kind != "flat":
             raise ValueError("all_scores needs an exact (flat) index")
         q = query.require(self.model_id)
-        stored = self.index.reconstruct_n(0, len(self.ids)) if self.ids else np.zeros((0, q.shape[1]))
-        return (stored @ q[0]).astype(np.float32)
+        if self._stored is None or len(self._stored) != len(self.ids):
+            self._stored = self.index.reconstruct_n(0, len(self.ids)) if self.ids else np.zeros((0, q.shape[1]))
+        return (self._stored @ q[0]).astype(np.float32)
 
     # ---- persistence ----------------------------------------------------------------
     def save(self, directory: Path) -> None:

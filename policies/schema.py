@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from functools import cached_property
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -165,8 +166,9 @@ class Policy(_Strict):
             raise ValueError("an on_trigger policy needs at least one trigger")
         return self
 
-    @property
+    @cached_property
     def rule(self) -> Rule:
+        """The parsed eligibility rule (parsed once per policy object)."""
         return parse_rule(self.eligibility)
 
     @property

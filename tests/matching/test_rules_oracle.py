@@ -133,3 +133,22 @@ def test_near_misses_agree_with_a_per_record_definition(catalog: Catalog) -> Non
             want = (comp.policy.is_active(AS_OF) and fixable
                     and all(o is True for j, o in enumerate(outcomes) if j != false[0]))
             assert bool(result.near_miss[i, row]) == want, (comp.id, row)
+
+
+def test_stacked_small_batch_path_equals_the_per_policy_path(catalog: Catalog, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The two evaluation paths (chosen by batch size) give identical status and near misses."""
+    import matching.rules as rules
+
+    engine = RuleEngine(list(catalog))
+    batch = BATCH.take(slice(0, 600))
+    monkeypatch.setattr(rules, "SMALL_BATCH", 10_000)
+    stacked = engine.evaluate(batch, AS_OF)
+    monkeypatch.setattr(rules, "SMALL_BATCH", 0)
+    per_policy = engine.evaluate(batch, AS_OF)
+    assert np.array_equal(stacked.status, per_policy.status)
+    assert np.array_equal(stacked.near_miss, per_policy.near_miss)
+    for n in (1, 2, 7):  # and tiny batches row by row
+        for start in range(0, 60, n):
+            one = engine.evaluate(batch.take(slice(start, start + n)), AS_OF)
+            assert np.array_equal(one.status, per_policy.status[:, start:start + n])
+            assert np.array_equal(one.near_miss, per_policy.near_miss[:, start:start + n])
