@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint install coverage bench-rules notebooks clean
+.PHONY: help run test lint install coverage bench-rules bench-search notebooks clean
 
 help: ## List the targets with a one-line description
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -40,6 +40,9 @@ coverage: $(STAMP) ## Regenerate policies/COVERAGE.md from the catalog
 
 bench-rules: $(STAMP) ## Benchmark the vectorised rule engine against the reference evaluator
 	$(PY) bench/rules_bench.py --n 200000
+
+bench-search: $(STAMP) ## Latency of search (with query embedding) and of a stored profile's package
+	$(PY) bench/search_bench.py
 
 notebooks: $(STAMP) ## Execute the notebooks in place (outputs saved)
 	$(PY) -m notebooks.run --inplace

@@ -214,7 +214,12 @@ def _trigger_hits(policy: Policy, context: str) -> list[str]:
 
 def _leaf_facts(trace: ClauseTrace) -> list[str]:
     if trace.field is not None:
-        return [f"{FIELDS[trace.field].label}为{trace.observed_text}"] if trace.outcome == PASSED else []
+        if trace.outcome != PASSED:
+            return []
+        field = FIELDS[trace.field]
+        if field.kind.value == "bool":  # 属于中小微企业, not 是否中小微企业为是
+            return [("属于" if trace.observed else "不属于") + field.label.removeprefix("是否")]
+        return [f"{field.label}为{trace.observed_text}"]
     return [f for c in trace.children if c.outcome == PASSED for f in _leaf_facts(c)]
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from matching.columns import ProfileBatch, codes
-from policies.rules import All, Leaf, Not, Rule, leaves, top_clauses
+from policies.rules import All, Leaf, Not, Rule, leaves, top_clauses, vocabulary
 from policies.schema import Policy
 from profiles.fields import FIELDS, Kind
 
@@ -408,19 +408,30 @@ class ClauseTrace:
 
 
 def _observed_label(name: str, value: Any) -> str:
-    f = FIELDS[name]
     if value is None:
         return "未填写"
     if isinstance(value, list):
-        return "、".join(f.value_label(v) for v in value) if value else "无"
-    return f.value_label(value)
+        return "、".join(value_text(name, v) for v in value) if value else "无"
+    return value_text(name, value)
+
+
+_CODED = ("industry_section", "industry_division", "industry_group", "size_category")
+
+
+def value_text(name: str, value: Any) -> str:
+    """A value as people read it: 小型 for small; 制造业（C） for an industry code."""
+    if name in _CODED:
+        label = vocabulary(name).get(str(value))
+        if label:
+            return label if name == "size_category" else f"{label}（{value}）"
+    return FIELDS[name].value_label(value)
 
 
 def describe_leaf(leaf: Leaf) -> str:
     """The requirement in Chinese, e.g. ``企业规模为小型或微型``."""
     f = FIELDS[leaf.field]
     vals = leaf.value if isinstance(leaf.value, tuple) else (leaf.value,)
-    shown = [f.value_label(v) for v in vals]
+    shown = [value_text(leaf.field, v) for v in vals]
     op = leaf.op
     if f.kind is Kind.BOOL:
         positive = (op == "eq") == bool(leaf.value)

@@ -17,14 +17,23 @@ def render_match(result: dict[str, Any]) -> str:
     ]
     lines += [f"  ⚠ {w}" for w in ent.get("warnings") or []]
     package = result["package"]
-    lines.append(f"  可享受政策 {len(package)} 项：")
+    summary = result.get("summary") or {}
+    total = summary.get("estimated_value_wan") or 0
+    worth_total = f"，可估算价值合计约 {total:g} 万元/年" if total else ""
+    groups = "、".join(f"{g['label']}{len(g['policies'])}项" for g in summary.get("by_category", []))
+    lines.append(f"  可享受政策 {len(package)} 项{worth_total}" + (f"（{groups}）" if groups else "") + "：")
     for i, item in enumerate(package, 1):
         src = f"任务{item['source_task']}" if item["source_task"] else f"举措{item['source_measure']}"
         value = item.get("estimated_value_wan")
         worth = f"，预计每年约{value:g}万元（{item.get('value_assumption')}）" if value else ""
         lines.append(f"   {i}. {item['title']} [{src}·{item.get('category_label', '')}]{worth}")
+        if item.get("why_you"):
+            lines.append(f"      为什么是您：{item['why_you']}")
         lines.append(f"      依据：{'；'.join(item['reasons'])}")
-        lines.append(f"      办理：{item['how_to_apply']}")
+        if item.get("exclusive_with"):
+            note = "计入合计" if item.get("counted_in_total") else "不重复计入合计"
+            lines.append(f"      注意：与{'、'.join(item['exclusive_with'])}不得重复享受（{note}）")
+        lines.append(f"      牵头部门：{'、'.join(item.get('lead_departments') or [])}；办理：{item['how_to_apply']}")
     if result["possibly_eligible"]:
         lines.append(f"  可能符合、需补充信息 {len(result['possibly_eligible'])} 项：")
         for item in result["possibly_eligible"]:
