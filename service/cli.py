@@ -179,11 +179,70 @@ def profiles_synth(
             typer.echo(f"已生成 {n} 家{SYNTHETIC_LABEL} → {out}", err=True)
 
 
-@app.command()
+demo_app = typer.Typer(help="演示：示例企业的政策套餐；demo seed 载入合成样本和试用令牌", invoke_without_command=True)
+app.add_typer(demo_app, name="demo")
+
+
+@demo_app.command("seed")
+def demo_seed(
+    n: Annotated[int, typer.Option("--n", help="合成企业数量")] = 5000,
+    seed: Annotated[int, typer.Option("--seed")] = 20230419,
+) -> None:
+    """载入合成企业样本和试用令牌（企业名称带“（合成）”，非真实企业）。"""
+    import json as _json
+
+    from sqlmodel import Session, select
+
+    from profiles.model import parse_profile
+    from profiles.synth import SYNTHETIC_LABEL, synthesize
+    from service import store
+    from service.db import ApiToken
+
+    _in_range("--n", n, 1, 2_000_000)
+    engine = _engine()
+    population = synthesize(n, seed)
+    samples = sorted((Path(__file__).resolve().parent.parent / "profiles" / "samples").glob("*.json"))
+    with Session(engine) as session:
+        created = 0
+        for i, record in enumerate(population.records()):
+            _, changed = store.upsert_enterprise(session, profile=parse_profile(record))
+            created += changed
+            if i % 1000 == 999:
+                session.commit()
+        for path in samples:
+            _, changed = store.upsert_enterprise(session, profile=parse_profile(_json.loads(path.read_text("utf-8"))))
+            created += changed
+        session.commit()
+        lines = []
+        if not session.exec(select(ApiToken).where(ApiToken.label.startswith("演示"))).first():  # type: ignore[attr-defined]
+            first = parse_profile(_json.loads(samples[0].read_text("utf-8"))).uscc
+            for role, label, uscc in (("admin", "演示管理员", None), ("staff", "演示坐席", None),
+                                      ("enterprise", "演示企业", first)):
+                secret, _ = store.create_token(session, role=role, label=label, uscc=uscc)
+                lines.append(f"  {label}（{role}{'，' + uscc if uscc else ''}）：{secret}")
+            session.commit()
+    typer.echo(f"已载入 {n} 家{SYNTHETIC_LABEL}和 {len(samples)} 家示例企业（{created} 条有变化）")
+    if lines:
+        typer.echo("演示令牌（只显示这一次）：\n" + "\n".join(lines))
+        token_file = Path(get_settings_data_dir()) / "demo-tokens.txt"
+        token_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        typer.echo(f"（已保存到 {token_file}）")
+
+
+def get_settings_data_dir() -> Path:
+    from service.settings import get_settings
+
+    return get_settings().data_dir
+
+
+@demo_app.callback()
 def demo(
+    ctx: typer.Context,
     as_of: Annotated[str | None, typer.Option("--as-of", help="评估日期 YYYY-MM-DD")] = None,
 ) -> None:
     """演示：为 profiles/samples/ 中的示例企业匹配政策套餐。"""
+    if ctx.invoked_subcommand is not None:
+        return
     from profiles.features import derive
     from profiles.model import parse_profile
     from service.report import render_match
@@ -197,6 +256,131 @@ def demo(
         profile = parse_profile(json.loads(path.read_text(encoding="utf-8")))
         typer.echo(render_match(get_matcher().match(derive(profile, when), top=8)))
         typer.echo("")
+
+
+tokens_app = typer.Typer(help="访问令牌：创建、吊销、列表", no_args_is_help=True)
+enterprises_app = typer.Typer(help="企业画像：批量导入", no_args_is_help=True)
+db_app = typer.Typer(help="数据库：迁移", no_args_is_help=True)
+app.add_typer(tokens_app, name="tokens")
+app.add_typer(enterprises_app, name="enterprises")
+app.add_typer(db_app, name="db")
+
+
+def _engine():  # type: ignore[no-untyped-def]
+    from service.db import make_engine
+    from service.migrate import upgrade
+    from service.settings import get_settings
+
+    engine = make_engine(get_settings().database_url)
+    upgrade(engine)
+    return engine
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """把数据库结构迁移到最新版本（Alembic）。"""
+    from service.settings import get_settings
+
+    _engine()
+    typer.echo(f"数据库已是最新结构：{get_settings().database_url.split('@')[-1]}")
+
+
+@tokens_app.command("create")
+def tokens_create(
+    role: Annotated[str, typer.Option("--role", help="enterprise / staff / admin")],
+    label: Annotated[str, typer.Option("--label", help="令牌用途或持有人，如“12345坐席01”")],
+    uscc: Annotated[str | None, typer.Option("--uscc", help="企业令牌绑定的统一社会信用代码")] = None,
+    days: Annotated[int | None, typer.Option("--days", help="有效天数，默认长期有效")] = None,
+) -> None:
+    """创建访问令牌（只显示一次，库中仅存哈希）。"""
+    import datetime as dt
+
+    from sqlmodel import Session
+
+    from profiles.uscc import UsccError, normalize_uscc
+    from service import store
+
+    if uscc is not None:
+        try:
+            uscc = normalize_uscc(uscc)
+        except UsccError as exc:
+            fail(f"--uscc：{exc}")
+    if days is not None:
+        _in_range("--days", days, 1, 3650)
+    if not label.strip() or len(label) > 80:
+        fail("--label 不能为空，且不超过80字")
+    expires = dt.datetime.now(dt.UTC) + dt.timedelta(days=days) if days else None
+    with Session(_engine()) as session:
+        try:
+            secret, row = store.create_token(session, role=role, label=label.strip(), uscc=uscc, expires_at=expires)
+        except ValueError as exc:
+            fail(str(exc))
+        session.commit()
+        typer.echo(f"令牌 #{row.id}（{role}{'，绑定' + uscc if uscc else ''}）：{secret}")
+        typer.echo("请妥善保存：令牌只显示这一次。", err=True)
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(token_id: Annotated[int, typer.Argument(help="令牌编号（tokens list 可查）")]) -> None:
+    """吊销令牌，立即失效。"""
+    from sqlmodel import Session
+
+    from service import store
+
+    with Session(_engine()) as session:
+        if not store.revoke_token(session, token_id=token_id):
+            fail(f"令牌 #{token_id} 不存在或已吊销")
+        session.commit()
+    typer.echo(f"令牌 #{token_id} 已吊销")
+
+
+@tokens_app.command("list")
+def tokens_list() -> None:
+    """列出令牌（不显示令牌本身）。"""
+    from sqlmodel import Session
+
+    from service import store
+
+    with Session(_engine()) as session:
+        for t in store.list_tokens(session):
+            state = "已吊销" if t.revoked_at else ("长期有效" if not t.expires_at else f"有效至{t.expires_at:%Y-%m-%d}")
+            typer.echo(f"#{t.id}\t{t.role}\t{t.uscc or '-'}\t{t.label}\t{state}")
+
+
+@enterprises_app.command("import")
+def enterprises_import(
+    path: Annotated[Path, typer.Argument(help="CSV（表头为字段名）或 JSONL 文件")],
+    errors: Annotated[Path | None, typer.Option("--errors", help="被拒行及原因的输出文件")] = None,
+) -> None:
+    """批量导入企业画像：逐行校验，有效行入库，无效行连同原因写入错误文件。"""
+    from service.importer import import_file
+
+    if not path.exists():
+        fail(f"找不到文件 {path}")
+    try:
+        report = import_file(_engine(), path, errors_path=errors)
+    except ValueError as exc:
+        fail(str(exc))
+    typer.echo(f"共 {report.rows} 行：新增 {report.created}，更新 {report.updated}，未变 {report.unchanged}，"
+               f"拒绝 {report.rejected}（原因见 {report.errors_file}）")
+    if report.rejected:
+        raise typer.Exit(1)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port")] = 8000,
+    workers: Annotated[int, typer.Option("--workers", help="工作进程数")] = 2,
+) -> None:
+    """启动 HTTP 服务（uvicorn）。"""
+    import uvicorn
+
+    _in_range("--port", port, 1, 65535)
+    _in_range("--workers", workers, 1, 16)
+    _engine()  # migrate once, before the workers start
+    typer.echo(f"policyfit 服务：http://{host}:{port}/docs（接口文档） · /readyz · /metrics")
+    uvicorn.run("service.asgi:app", host=host, port=port, workers=workers, log_level="warning")
 
 
 def main() -> None:

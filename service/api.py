@@ -1,0 +1,659 @@
+"""The HTTP API (FastAPI): app factory, lifespan, routes under /v1, errors as {code, message, field}.
+
+The lifespan builds one :class:`~service.state.ServiceState` (database, embedder, catalog and
+indexes); routes reach it through dependencies. Domain errors become status codes here only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections import defaultdict, deque
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlmodel import Session
+
+from matching.relevance import dense_passage
+from matching.rules import ELIGIBLE, UNKNOWN, RuleEngine
+from policies.rules import RuleError, parse_rule
+from policies.schema import Policy
+from profiles.features import derive
+from profiles.fields import FIELDS
+from profiles.model import ProfileError, parse_profile
+from profiles.uscc import UsccError, normalize_uscc
+from service import store
+from service.settings import Settings, get_settings
+from service.state import ServiceState, describe_enterprise, sizes_and_regions
+
+REQUESTS = Counter("policyfit_requests_total", "HTTP requests", ["route", "method", "status"])
+LATENCY = Histogram("policyfit_request_seconds", "HTTP request latency", ["route", "method"],
+                    buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
+
+
+class ApiError(Exception):
+    """An error the client can act on: HTTP status, machine code, Chinese message, the field."""
+
+    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.field = status, code, message, field
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(examples=["invalid_profile"])
+    message: str = Field(examples=["employees（从业人员）不能小于0"])
+    field: str | None = Field(None, examples=["employees"])
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    s: {"model": ErrorBody} for s in (400, 401, 403, 404, 409, 413, 422, 429, 503)
+}
+
+
+def _error(status: int, code: str, message: str, field: str | None = None) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"code": code, "message": message, "field": field})
+
+
+# ---- dependencies -----------------------------------------------------------------------------
+def get_state(request: Request) -> ServiceState:
+    return request.app.state.service  # type: ignore[no-any-return]
+
+
+StateDep = Annotated[ServiceState, Depends(get_state)]
+
+
+def get_session(state: StateDep) -> Iterator[Session]:
+    with Session(state.engine) as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def get_principal(request: Request, session: SessionDep) -> store.Principal:
+    header = request.headers.get("authorization")
+    if not header:
+        return store.ANONYMOUS
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiError(401, "unauthorized", "认证头格式应为 Authorization: Bearer <令牌>", "Authorization")
+    principal = store.principal_for(session, token=token.strip())
+    if principal is None:
+        raise ApiError(401, "unauthorized", "令牌无效、已过期或已被吊销", "Authorization")
+    return principal
+
+
+PrincipalDep = Annotated[store.Principal, Depends(get_principal)]
+
+
+def require_signed_in(principal: PrincipalDep) -> store.Principal:
+    if principal.role == "anonymous":
+        raise ApiError(401, "unauthorized", "需要登录：请在 Authorization 头中提供令牌", "Authorization")
+    return principal
+
+
+def require_staff(principal: Annotated[store.Principal, Depends(require_signed_in)]) -> store.Principal:
+    if not principal.is_staff:
+        raise ApiError(403, "forbidden", "仅限工作人员使用")
+    return principal
+
+
+def require_admin(principal: Annotated[store.Principal, Depends(require_signed_in)]) -> store.Principal:
+    if principal.role != "admin":
+        raise ApiError(403, "forbidden", "需要管理员权限")
+    return principal
+
+
+SignedIn = Annotated[store.Principal, Depends(require_signed_in)]
+Staff = Annotated[store.Principal, Depends(require_staff)]
+Admin = Annotated[store.Principal, Depends(require_admin)]
+
+
+def _uscc(raw: str) -> str:
+    try:
+        return normalize_uscc(raw)
+    except UsccError as exc:
+        raise ApiError(422, "invalid_uscc", str(exc), "uscc") from None
+
+
+def _enterprise_for(session: Session, principal: store.Principal, raw_uscc: str, request: Request) -> Any:
+    """The stored enterprise if this principal may see it; 404 otherwise (never reveals others)."""
+    uscc = _uscc(raw_uscc)
+    if principal.role == "enterprise" and principal.uscc != uscc:
+        raise ApiError(404, "not_found", "未找到该企业")
+    row = store.get_enterprise(session, uscc=uscc)
+    if row is None:
+        raise ApiError(404, "not_found", "未找到该企业")
+    if principal.is_staff:
+        store.audit(session, principal=principal, uscc=uscc, route=request.url.path, method=request.method)
+        session.commit()
+    return row
+
+
+def _as_of(value: dt.date | None) -> dt.date:
+    return value or dt.date.today()
+
+
+# ---- models -------------------------------------------------------------------------------------
+class Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class PackageEntry(Open):
+    policy_id: str
+    title: str
+    source_task: int | None
+    source_measure: int | None
+    category: str
+    score: float
+    reasons: list[str]
+    estimated_value_wan: float | None
+    how_to_apply: str
+
+
+class PossiblyEligible(Open):
+    policy_id: str
+    source_task: int | None
+    source_measure: int | None
+    missing: list[str]
+
+
+class NearMiss(Open):
+    policy_id: str
+    source_task: int | None
+    source_measure: int | None
+    unmet: list[str]
+
+
+class MatchResult(Open):
+    enterprise: dict[str, Any]
+    package: list[PackageEntry]
+    possibly_eligible: list[PossiblyEligible]
+    near_misses: list[NearMiss]
+    catalog_version: str
+    model_id: str | None
+
+
+EXAMPLE_PROFILE = {
+    "uscc": "91320312MA1Q7E3K29", "name": "徐州示例精密机械有限公司", "entity_type": "enterprise",
+    "region": "铜山区", "industry_code": "C3484", "employees": 86, "annual_revenue_wan": 4200,
+    "total_assets_wan": 3600, "tax_credit_grade": "A", "annual_payroll_wan": 620, "qualifications": ["high_tech"],
+    "trade": [], "patents": 3, "flags": [], "needs": "想贷款扩大生产线，专利能不能拿去质押",
+}
+
+
+class MatchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"profile": EXAMPLE_PROFILE,
+                                                                               "query": "想贷款", "top": 5}]})
+    profile: dict[str, Any] = Field(description="EnterpriseProfile v1 (SPEC §2.1)")
+    query: str | None = Field(None, max_length=500, description="补充诉求")
+    top: int | None = Field(None, ge=1, le=200)
+    as_of: dt.date | None = None
+
+
+class EnterpriseOut(Open):
+    uscc: str
+    name: str
+    profile: dict[str, Any]
+    derived: dict[str, Any]
+    updated_at: str
+    changed: bool | None = None
+
+
+class EnterpriseHit(BaseModel):
+    uscc: str
+    name: str
+    region: str | None
+
+
+class SearchHit(BaseModel):
+    policy_id: str
+    title: str
+    source_task: int | None
+    source_measure: int | None
+    score: float
+
+
+class SearchOut(BaseModel):
+    results: list[SearchHit]
+    catalog_version: str
+    model_id: str | None
+
+
+class PolicySummary(BaseModel):
+    policy_id: str
+    version: int
+    status: str
+    title: str
+    category: str
+    source_task: int | None
+    source_measure: int | None
+    delivery: str
+
+
+class PolicyDetail(Open):
+    policy_id: str
+    current: dict[str, Any] | None
+    versions: list[dict[str, Any]]
+
+
+class ReachItem(BaseModel):
+    uscc: str
+    name: str
+    region: str | None
+    size: str | None
+    similarity: float | None
+
+
+class ReachOut(BaseModel):
+    policy_id: str
+    version: int
+    eligible: int
+    possibly_eligible: int
+    by_region: dict[str, int]
+    by_size: dict[str, int]
+    page: int
+    size: int
+    items: list[ReachItem]
+    catalog_version: str
+    model_id: str | None
+
+
+class PreviewOut(BaseModel):
+    policy_id: str
+    draft_version: int
+    published_version: int | None
+    draft: dict[str, int]
+    published: dict[str, int]
+    newly_reached: int
+    no_longer_reached: int
+    sample_newly_reached: list[EnterpriseHit]
+    sample_no_longer_reached: list[EnterpriseHit]
+
+
+class FeedbackIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    uscc: str = Field(max_length=40)
+    policy_id: str = Field(max_length=80)
+    kind: Literal["viewed", "applied", "dismissed", "not_relevant"]
+    note: str | None = Field(None, max_length=500)
+
+
+class VersionOut(BaseModel):
+    policy_id: str
+    version: int
+    status: str
+
+
+# ---- routes -------------------------------------------------------------------------------------
+v1 = APIRouter(prefix="/v1", responses=ERRORS)
+
+
+class _RateLimiter:
+    """A sliding-window limit per client for anonymous calls (per worker process)."""
+
+    def __init__(self) -> None:
+        self.hits: dict[str, deque[float]] = defaultdict(deque)
+
+    def check(self, client: str, per_minute: int) -> None:
+        now = time.monotonic()
+        window = self.hits[client]
+        while window and now - window[0] > 60:
+            window.popleft()
+        if len(window) >= per_minute:
+            raise ApiError(429, "rate_limited", f"匿名调用过于频繁：每分钟最多{per_minute}次，请稍后再试或使用令牌")
+        window.append(now)
+
+
+def _match(state: ServiceState, session: Session, profile_data: Any, *, query: str | None, top: int | None,
+           as_of: dt.date) -> dict[str, Any]:
+    try:
+        profile = parse_profile(profile_data)
+    except ProfileError as exc:
+        raise ApiError(422, "invalid_profile", str(exc), f"profile.{exc.field}") from None
+    return state.matcher(session).match(derive(profile, as_of), query=query, top=top)
+
+
+@v1.post("/match", response_model=MatchResult, tags=["企业"], summary="政策计算器：匹配一家企业的政策套餐（不保存）")
+def match(body: MatchRequest, request: Request, state: StateDep, session: SessionDep,
+          principal: PrincipalDep) -> dict[str, Any]:
+    if principal.role == "anonymous":
+        client = request.client.host if request.client else "unknown"
+        request.app.state.limiter.check(client, state.settings.anonymous_rate_per_minute)
+    return _match(state, session, body.profile, query=body.query, top=body.top, as_of=_as_of(body.as_of))
+
+
+def _enterprise_out(row: Any, changed: bool | None = None) -> dict[str, Any]:
+    portrait = derive(parse_profile(row.profile), dt.date.today())
+    derived = {k: v for k, v in portrait.to_json().items() if k not in row.profile}
+    return {"uscc": row.uscc, "name": row.name, "profile": row.profile, "derived": derived,
+            "updated_at": row.updated_at.isoformat(), "changed": changed}
+
+
+@v1.put("/enterprises/{uscc}", response_model=EnterpriseOut, tags=["企业"], summary="保存或更新企业画像")
+def put_enterprise(uscc: str, body: dict[str, Any], request: Request, session: SessionDep,
+                   principal: SignedIn) -> dict[str, Any]:
+    code = _uscc(uscc)
+    if principal.role == "enterprise" and principal.uscc != code:
+        raise ApiError(404, "not_found", "未找到该企业")
+    try:
+        profile = parse_profile(body)
+    except ProfileError as exc:
+        raise ApiError(422, "invalid_profile", str(exc), exc.field) from None
+    if profile.uscc != code:
+        raise ApiError(422, "uscc_mismatch", f"路径中的统一社会信用代码{code}与画像中的{profile.uscc}不一致", "uscc")
+    row, changed = store.upsert_enterprise(session, profile=profile)
+    if principal.is_staff:
+        store.audit(session, principal=principal, uscc=code, route=request.url.path, method=request.method)
+    session.commit()
+    session.refresh(row)
+    return _enterprise_out(row, changed)
+
+
+@v1.get("/enterprises/{uscc}", response_model=EnterpriseOut, tags=["企业"], summary="查看企业画像")
+def get_enterprise(uscc: str, request: Request, session: SessionDep, principal: SignedIn) -> dict[str, Any]:
+    return _enterprise_out(_enterprise_for(session, principal, uscc, request))
+
+
+@v1.get("/enterprises/{uscc}/package", response_model=MatchResult, tags=["企业"], summary="企业的政策套餐")
+def get_package(uscc: str, request: Request, state: StateDep, session: SessionDep, principal: SignedIn,
+                query: Annotated[str | None, Query(max_length=500)] = None,
+                top: Annotated[int | None, Query(ge=1, le=200)] = None,
+                as_of: dt.date | None = None) -> dict[str, Any]:
+    row = _enterprise_for(session, principal, uscc, request)
+    return _match(state, session, row.profile, query=query, top=top, as_of=_as_of(as_of))
+
+
+@v1.get("/enterprises", response_model=list[EnterpriseHit], tags=["工作人员"], summary="按名称片段或统一社会信用代码查找企业")
+def find_enterprises(request: Request, session: SessionDep, principal: Staff,
+                     q: Annotated[str, Query(min_length=1, max_length=100)],
+                     limit: Annotated[int, Query(ge=1, le=100)] = 20) -> list[dict[str, Any]]:
+    rows = store.search_enterprises(session, q=q, limit=limit)
+    store.audit(session, principal=principal, uscc=None, route=f"{request.url.path}?q={q[:50]}", method="GET")
+    session.commit()
+    return [describe_enterprise(r) for r in rows]
+
+
+def _summary(row: Any) -> dict[str, Any]:
+    d = row.data
+    return {"policy_id": row.policy_id, "version": row.version, "status": row.status, "title": d["title"],
+            "category": d["category"], "source_task": d["source"].get("task_no"),
+            "source_measure": d["source"].get("measure_no"), "delivery": d.get("delivery", "proactive")}
+
+
+@v1.get("/policies", response_model=list[PolicySummary], tags=["政策"], summary="政策目录（现行版本）")
+def list_policies(session: SessionDep) -> list[dict[str, Any]]:
+    return [_summary(r) for r in store.published_versions(session)]
+
+
+@v1.get("/policies/search", response_model=SearchOut, tags=["政策"], summary="按诉求检索政策（相关度排序）")
+def search_policies(state: StateDep, session: SessionDep, q: Annotated[str, Query(min_length=1, max_length=500)],
+                    top: Annotated[int, Query(ge=1, le=50)] = 10) -> dict[str, Any]:
+    if not q.strip():
+        raise ApiError(422, "invalid_query", "查询内容不能为空", "q")
+    matcher = state.matcher(session)
+    return {"results": matcher.search(q, top=top), "catalog_version": matcher.catalog.version,
+            "model_id": matcher.model_id}
+
+
+@v1.get("/policies/{policy_id}", response_model=PolicyDetail, tags=["政策"], summary="政策详情与版本历史")
+def get_policy(policy_id: str, session: SessionDep, principal: PrincipalDep) -> dict[str, Any]:
+    rows = store.policy_versions(session, policy_id=policy_id)
+    visible = rows if principal.is_staff else [r for r in rows if r.status != "draft"]
+    if not visible:
+        raise ApiError(404, "not_found", f"未找到政策“{policy_id}”")
+    current = next((r.data for r in visible if r.status == "published"), None)
+    history = [{"version": r.version, "status": r.status, "origin": r.origin, "created_at": r.created_at.isoformat(),
+                "updated_at": r.updated_at.isoformat(), **({"data": r.data} if principal.is_staff else {})}
+               for r in visible]
+    return {"policy_id": policy_id, "current": current, "versions": history}
+
+
+def _reach(state: ServiceState, session: Session, policy: Policy, as_of: dt.date) -> tuple[np.ndarray, Any]:
+    population = state.population(session, as_of)
+    result = RuleEngine([policy]).evaluate(population.batch, as_of, near_misses=False)
+    return result.status[0], population
+
+
+@v1.get("/policies/{policy_id}/enterprises", response_model=ReachOut, tags=["工作人员"],
+        summary="反向匹配：该政策应告知的企业（政府主动送）")
+def policy_enterprises(policy_id: str, state: StateDep, session: SessionDep, principal: Staff, request: Request,
+                       page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+                       size: Annotated[int, Query(ge=1, le=200)] = 50,
+                       as_of: dt.date | None = None) -> dict[str, Any]:
+    matcher = state.matcher(session)
+    if policy_id not in matcher.catalog.policies:
+        raise ApiError(404, "not_found", f"未找到现行政策“{policy_id}”")
+    policy = matcher.catalog[policy_id]
+    when = _as_of(as_of)
+    status, population = _reach(state, session, policy, when)
+    eligible = status == ELIGIBLE
+    rows = np.flatnonzero(eligible)
+    sim = None
+    if matcher.retriever.embedder is not None and len(rows):
+        from matching.reverse import rank_eligible
+
+        index = state.enterprise_index(population)
+        sim = index.similarity(matcher.retriever.embedder.embed([dense_passage(policy)], "query"))
+        rows = rank_eligible(eligible, sim, population.usccs)
+    counts = sizes_and_regions(population, np.flatnonzero(eligible))
+    start = (page - 1) * size
+    page_rows = rows[start:start + size]
+    from matching.columns import values
+
+    items = [{"uscc": population.usccs[i], "name": population.names[i],
+              "region": None if population.batch.columns["region"][i] < 0 else values("region")[population.batch.columns["region"][i]],
+              "size": None if population.batch.columns["size"][i] < 0 else values("size")[population.batch.columns["size"][i]],
+              "similarity": None if sim is None else round(float(sim[i]), 4)} for i in page_rows]
+    store.audit(session, principal=principal, uscc=None, route=request.url.path, method="GET")
+    session.commit()
+    return {"policy_id": policy_id, "version": policy.version, "eligible": int(eligible.sum()),
+            "possibly_eligible": int((status == UNKNOWN).sum()), "by_region": counts["region"],
+            "by_size": counts["size"], "page": page, "size": size, "items": items,
+            "catalog_version": matcher.catalog.version, "model_id": matcher.model_id}
+
+
+def _validate_policy(body: dict[str, Any], policy_id: str | None) -> Policy:
+    if policy_id is not None and body.get("id", policy_id) != policy_id:
+        raise ApiError(422, "id_mismatch", f"路径中的政策ID“{policy_id}”与内容中的“{body.get('id')}”不一致", "id")
+    data = {**body, **({"id": policy_id} if policy_id else {}), "version": body.get("version", 1),
+            "status": "draft"}
+    try:
+        parse_rule(data.get("eligibility"))
+    except RuleError as exc:
+        raise ApiError(422, "invalid_rule", f"规则错误（{exc.path or 'eligibility'}）：{exc}",
+                       f"eligibility.{exc.path}".rstrip(".")) from None
+    try:
+        return Policy.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"]) or "policy"
+        raise ApiError(422, "invalid_policy", f"{loc}：{err['msg'].removeprefix('Value error, ')}", loc) from None
+
+
+@v1.post("/policies", response_model=VersionOut, status_code=201, tags=["管理员"], summary="新建政策（草稿）")
+def create_policy(body: dict[str, Any], session: SessionDep, principal: Admin) -> dict[str, Any]:
+    policy = _validate_policy(body, None)
+    if store.policy_versions(session, policy_id=policy.id):
+        raise ApiError(409, "exists", f"政策“{policy.id}”已存在，请用 PUT /v1/policies/{policy.id} 新增版本", "id")
+    row = store.add_draft(session, policy=policy, author=principal.label)
+    session.commit()
+    return {"policy_id": row.policy_id, "version": row.version, "status": row.status}
+
+
+@v1.put("/policies/{policy_id}", response_model=VersionOut, status_code=201, tags=["管理员"],
+        summary="修改政策：保存为新的草稿版本")
+def update_policy(policy_id: str, body: dict[str, Any], session: SessionDep, principal: Admin) -> dict[str, Any]:
+    if not store.policy_versions(session, policy_id=policy_id):
+        raise ApiError(404, "not_found", f"未找到政策“{policy_id}”")
+    policy = _validate_policy(body, policy_id)
+    row = store.add_draft(session, policy=policy, author=principal.label)
+    session.commit()
+    return {"policy_id": row.policy_id, "version": row.version, "status": row.status}
+
+
+def _version(session: Session, policy_id: str, version: int | None, status: str | None = None) -> Any:
+    rows = store.policy_versions(session, policy_id=policy_id)
+    if version is not None:
+        rows = [r for r in rows if r.version == version]
+    if status is not None:
+        rows = [r for r in rows if r.status == status]
+    if not rows:
+        what = f"版本{version}" if version is not None else {"draft": "草稿", "published": "现行版本"}.get(status or "", "")
+        raise ApiError(404, "not_found", f"未找到政策“{policy_id}”的{what}")
+    return rows[-1]
+
+
+@v1.post("/policies/{policy_id}/preview", response_model=PreviewOut, tags=["管理员"],
+         summary="发布前预览：草稿与现行版本分别触达哪些企业")
+def preview(policy_id: str, state: StateDep, session: SessionDep, principal: Admin,
+            version: int | None = None, as_of: dt.date | None = None) -> dict[str, Any]:
+    draft_row = _version(session, policy_id, version, None if version else "draft")
+    draft = Policy.model_validate({**draft_row.data, "status": "published"})
+    when = _as_of(as_of)
+    draft_status, population = _reach(state, session, draft, when)
+    published_rows = [r for r in store.policy_versions(session, policy_id=policy_id) if r.status == "published"]
+    if published_rows:
+        current = Policy.model_validate(published_rows[-1].data)
+        current_status, _ = _reach(state, session, current, when)
+    else:
+        current_status = np.zeros_like(draft_status)
+    new = np.flatnonzero((draft_status == ELIGIBLE) & (current_status != ELIGIBLE))
+    lost = np.flatnonzero((draft_status != ELIGIBLE) & (current_status == ELIGIBLE))
+
+    def counts(s: np.ndarray) -> dict[str, int]:
+        return {"eligible": int((s == ELIGIBLE).sum()), "possibly_eligible": int((s == UNKNOWN).sum())}
+
+    def sample(rows: np.ndarray) -> list[dict[str, Any]]:
+        return [{"uscc": population.usccs[i], "name": population.names[i], "region": None} for i in rows[:20]]
+
+    return {"policy_id": policy_id, "draft_version": draft_row.version,
+            "published_version": published_rows[-1].version if published_rows else None,
+            "draft": counts(draft_status), "published": counts(current_status), "newly_reached": len(new),
+            "no_longer_reached": len(lost), "sample_newly_reached": sample(new), "sample_no_longer_reached": sample(lost)}
+
+
+@v1.post("/policies/{policy_id}/versions/{version}/publish", response_model=VersionOut, tags=["管理员"],
+         summary="发布某一版本（原现行版本自动废止）")
+def publish(policy_id: str, version: int, session: SessionDep, principal: Admin) -> dict[str, Any]:
+    row = _version(session, policy_id, version)
+    if row.status == "published":
+        raise ApiError(409, "already_published", f"版本{version}已是现行版本")
+    store.set_status(session, row=row, status="published")
+    session.commit()
+    return {"policy_id": policy_id, "version": row.version, "status": row.status}
+
+
+@v1.post("/policies/{policy_id}/retire", response_model=VersionOut, tags=["管理员"], summary="废止现行版本")
+def retire(policy_id: str, session: SessionDep, principal: Admin) -> dict[str, Any]:
+    row = _version(session, policy_id, None, "published")
+    store.set_status(session, row=row, status="retired")
+    session.commit()
+    return {"policy_id": policy_id, "version": row.version, "status": row.status}
+
+
+@v1.post("/feedback", status_code=201, tags=["企业"], summary="反馈：已查看、已申请、不感兴趣、不相关")
+def feedback(body: FeedbackIn, request: Request, state: StateDep, session: SessionDep,
+             principal: SignedIn) -> dict[str, Any]:
+    _enterprise_for(session, principal, body.uscc, request)
+    if not store.policy_versions(session, policy_id=body.policy_id):
+        raise ApiError(404, "not_found", f"未找到政策“{body.policy_id}”", "policy_id")
+    row = store.add_feedback(session, principal=principal, uscc=_uscc(body.uscc), policy_id=body.policy_id,
+                             kind=body.kind, note=body.note)
+    session.commit()
+    return {"id": row.id, "kind": row.kind}
+
+
+# ---- app ----------------------------------------------------------------------------------------
+def create_app(settings: Settings | None = None, state: ServiceState | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.service = state or ServiceState.start(settings)
+        app.state.limiter = _RateLimiter()
+        yield
+        app.state.service.engine.dispose()
+
+    app = FastAPI(title="policyfit 惠企政策双向适配", version="1.0",
+                  description="企业画像 × 政策目录的双向匹配（徐委办〔2023〕37号 附件2 第三项）。错误统一为 {code, message, field}。",
+                  lifespan=lifespan)
+    app.include_router(v1)
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return _error(exc.status, exc.code, exc.message, exc.field)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        err = exc.errors()[0]
+        loc = [str(p) for p in err["loc"] if p not in ("body", "query", "path")]
+        field = ".".join(loc) or None
+        label = FIELDS[loc[-1]].label if loc and loc[-1] in FIELDS else (loc[-1] if loc else "请求")
+        return _error(422, "invalid_request", f"{label}：{_chinese(err)}", field)
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(DBAPIError)
+    async def _db_down(_: Request, exc: Exception) -> JSONResponse:
+        return _error(503, "database_unavailable", "数据库暂时不可用，请稍后重试")
+
+    @app.middleware("http")
+    async def _metrics(request: Request, call_next: Any) -> Any:
+        start = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        LATENCY.labels(path, request.method).observe(time.perf_counter() - start)
+        REQUESTS.labels(path, request.method, str(response.status_code)).inc()
+        return response
+
+    @app.get("/healthz", tags=["运维"], summary="进程存活")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["运维"], summary="就绪：数据库与索引", responses={503: {"model": ErrorBody}})
+    def readyz(state: StateDep) -> Any:
+        try:
+            with Session(state.engine) as session:
+                matcher = state.matcher(session)
+        except (OperationalError, DBAPIError):
+            return _error(503, "database_unavailable", "数据库暂时不可用")
+        return {"status": "ready", "catalog_version": matcher.catalog.version, "model_id": matcher.model_id,
+                "policies": len(matcher.catalog)}
+
+    @app.get("/metrics", tags=["运维"], summary="Prometheus 指标", response_class=PlainTextResponse)
+    def metrics() -> PlainTextResponse:
+        return PlainTextResponse(generate_latest().decode(), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def _chinese(err: dict[str, Any]) -> str:
+    kind, ctx = err["type"], err.get("ctx") or {}
+    return {
+        "missing": "必填",
+        "int_parsing": "应为整数",
+        "int_type": "应为整数",
+        "float_parsing": "应为数字",
+        "string_type": "应为文本",
+        "date_parsing": "应为日期（YYYY-MM-DD）",
+        "date_from_datetime_parsing": "应为日期（YYYY-MM-DD）",
+        "json_invalid": "不是有效的JSON",
+        "dict_type": "应为JSON对象",
+        "model_attributes_type": "应为JSON对象",
+        "extra_forbidden": "未知字段",
+        "literal_error": f"取值应为 {ctx.get('expected', '')}",
+        "string_too_long": f"过长（最多{ctx.get('max_length')}字）",
+        "string_too_short": "不能为空",
+        "greater_than_equal": f"不能小于{ctx.get('ge')}",
+        "less_than_equal": f"不能大于{ctx.get('le')}",
+    }.get(kind, err.get("msg", "格式不正确"))
+

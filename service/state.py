@@ -1,0 +1,119 @@
+"""The service's composition root: engine, embedder, and the catalog/matcher and population
+caches that follow the database (rebuilt when the catalog revision or the enterprises change)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from matching.columns import ProfileBatch
+from matching.embeddings import Embedder, load_embedder
+from matching.package import Matcher
+from matching.reverse import EnterpriseIndex
+from policies.loader import Catalog, load_catalog
+from policies.schema import Policy
+from service import store
+from service.db import make_engine
+from service.migrate import upgrade
+from service.settings import Settings
+
+
+@dataclass
+class Population:
+    """Every stored enterprise as one column batch (derived for ``as_of``)."""
+
+    revision: tuple[int, str]
+    as_of: dt.date
+    usccs: list[str]
+    names: list[str]
+    texts: list[str]  # business scope + own words: what the reverse index embeds
+    batch: ProfileBatch
+
+
+@dataclass
+class ServiceState:
+    settings: Settings
+    engine: Engine
+    embedder: Embedder
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _matcher: Matcher | None = None
+    _revision: int = -1
+    _population: Population | None = None
+    _enterprise_index: tuple[tuple[int, str], EnterpriseIndex] | None = None
+
+    @classmethod
+    def start(cls, settings: Settings) -> ServiceState:
+        engine = make_engine(settings.database_url)
+        upgrade(engine)
+        embedder = load_embedder(settings.embedding_model, cache_dir=settings.data_dir / "cache")
+        state = cls(settings, engine, embedder)
+        with Session(engine) as session:
+            store.sync_catalog_files(session, policies=load_catalog(settings.catalog_dir))
+            session.commit()
+        return state
+
+    def matcher(self, session: Session) -> Matcher:
+        """The matcher for the published catalog in the database (rebuilt when it changes)."""
+        revision = store.catalog_revision(session)
+        if self._matcher is not None and revision == self._revision:
+            return self._matcher
+        with self._lock:
+            if self._matcher is None or revision != self._revision:
+                self._matcher = Matcher.build(published_catalog(session, self.settings),
+                                              embedder=self.embedder,
+                                              index_dir=self.settings.data_dir / "indexes" / "policies")
+                self._revision = revision
+        return self._matcher
+
+    def population(self, session: Session, as_of: dt.date) -> Population:
+        revision = store.enterprise_revision(session)
+        cached = self._population
+        if cached is not None and cached.revision == revision and cached.as_of == as_of:
+            return cached
+        rows = store.all_enterprises(session)
+        batch = ProfileBatch.from_records([r.profile for r in rows]).with_derived(as_of)
+        texts = [" ".join(filter(None, [r.profile.get("business_scope"), r.profile.get("needs")])) or r.name
+                 for r in rows]
+        population = Population(revision, as_of, [r.uscc for r in rows], [r.name for r in rows], texts, batch)
+        self._population = population
+        return population
+
+    def enterprise_index(self, population: Population) -> EnterpriseIndex:
+        """The reverse-direction index over the stored enterprises' texts (distinct texts embedded once)."""
+        cached = self._enterprise_index
+        if cached is not None and cached[0] == population.revision:
+            return cached[1]
+        index = EnterpriseIndex.build(population.usccs, population.texts, self.embedder,
+                                      fingerprint=str(population.revision))
+        self._enterprise_index = (population.revision, index)
+        return index
+
+
+def published_catalog(session: Session, settings: Settings) -> Catalog:
+    rows = store.published_versions(session)
+    policies = {r.policy_id: Policy.model_validate(r.data) for r in rows}
+    digest = hashlib.sha256("".join(f"{r.policy_id}:{r.version}:{r.content_hash};" for r in rows).encode())
+    return Catalog(policies=policies, fingerprint=digest.hexdigest(), directory=settings.catalog_dir)
+
+
+def sizes_and_regions(population: Population, rows: np.ndarray) -> dict[str, dict[str, int]]:
+    from matching.columns import values
+
+    out: dict[str, dict[str, int]] = {}
+    for field_name in ("region", "size"):
+        codes = population.batch.columns[field_name][rows]
+        names = ["未知", *values(field_name)]
+        counts = np.bincount(codes.astype(np.int64) + 1, minlength=len(names))
+        out[field_name] = {names[i]: int(c) for i, c in enumerate(counts) if c}
+    return out
+
+
+def describe_enterprise(row: Any) -> dict[str, Any]:
+    return {"uscc": row.uscc, "name": row.name, "region": row.region}

@@ -1,0 +1,236 @@
+"""All reads and writes of the service's tables, keyword-only, in one place.
+
+Domain validation happens before anything is written: a write either applies whole or not at all.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, or_, update
+from sqlmodel import Session, select
+
+from policies.schema import Policy
+from profiles.model import EnterpriseProfile
+from service.db import (
+    ApiToken,
+    AuditLog,
+    CatalogState,
+    Enterprise,
+    Feedback,
+    PolicyVersion,
+    utcnow,
+)
+
+ROLES = ("enterprise", "staff", "admin")
+
+
+def canonical_hash(data: Any) -> str:
+    return hashlib.sha256(json.dumps(data, ensure_ascii=False, sort_keys=True, default=str).encode()).hexdigest()
+
+
+# ---- enterprises -----------------------------------------------------------------------------
+def upsert_enterprise(session: Session, *, profile: EnterpriseProfile) -> tuple[Enterprise, bool]:
+    """Store a validated profile; returns (row, changed). Unchanged content writes nothing."""
+    data = profile.stated()
+    digest = canonical_hash(data)
+    row = session.get(Enterprise, profile.uscc)
+    if row is not None and row.content_hash == digest:
+        return row, False
+    now = utcnow()
+    if row is None:
+        row = Enterprise(uscc=profile.uscc, name=profile.name, region=profile.region, profile=data,
+                         content_hash=digest, created_at=now, updated_at=now)
+        session.add(row)
+    else:
+        row.name, row.region, row.profile, row.content_hash, row.updated_at = (
+            profile.name, profile.region, data, digest, now)
+        session.add(row)
+    return row, True
+
+
+def get_enterprise(session: Session, *, uscc: str) -> Enterprise | None:
+    return session.get(Enterprise, uscc)
+
+
+def search_enterprises(session: Session, *, q: str, limit: int = 20) -> list[Enterprise]:
+    """By USCC (exact, normalised) or a fragment of the name."""
+    text = q.strip()
+    stmt = select(Enterprise).where(or_(Enterprise.uscc == text.upper(), Enterprise.name.contains(text)))  # type: ignore[attr-defined]
+    return list(session.exec(stmt.order_by(Enterprise.name, Enterprise.uscc).limit(limit)))
+
+
+def all_enterprises(session: Session) -> list[Enterprise]:
+    return list(session.exec(select(Enterprise).order_by(Enterprise.uscc)))
+
+
+def enterprise_revision(session: Session) -> tuple[int, str]:
+    """(count, latest update) — changes whenever any stored enterprise changes."""
+    count, latest = session.exec(select(func.count(), func.max(Enterprise.updated_at))).one()  # type: ignore[call-overload]
+    return int(count or 0), str(latest)
+
+
+# ---- policy versions ---------------------------------------------------------------------------
+def _bump_catalog(session: Session) -> None:
+    state = session.get(CatalogState, 1)
+    if state is None:
+        session.add(CatalogState(id=1, revision=1))
+    else:
+        state.revision += 1
+        state.updated_at = utcnow()
+        session.add(state)
+
+
+def catalog_revision(session: Session) -> int:
+    state = session.get(CatalogState, 1)
+    return state.revision if state else 0
+
+
+def sync_catalog_files(session: Session, *, policies: Iterable[Policy]) -> int:
+    """Load the YAML catalog into policy versions; returns how many rows changed.
+
+    A file's (id, version) that is not stored yet becomes a new version with the file's status; a
+    stored catalog-origin version whose content changed is updated in place (the files are the
+    reviewed source); versions created through the API are never touched.
+    """
+    changed = 0
+    for policy in policies:
+        data = policy.model_dump(mode="json")
+        digest = canonical_hash(data)
+        row = session.exec(select(PolicyVersion).where(
+            PolicyVersion.policy_id == policy.id, PolicyVersion.version == policy.version)).first()
+        if row is None:
+            if policy.status == "published":
+                _retire_published(session, policy.id)
+            session.add(PolicyVersion(policy_id=policy.id, version=policy.version, status=policy.status,
+                                      data=data, content_hash=digest, origin="catalog", created_by="catalog"))
+            changed += 1
+        elif row.origin == "catalog" and row.content_hash != digest:
+            row.data, row.content_hash, row.status, row.updated_at = data, digest, policy.status, utcnow()
+            session.add(row)
+            changed += 1
+    if changed:
+        _bump_catalog(session)
+    return changed
+
+
+def _retire_published(session: Session, policy_id: str) -> None:
+    session.execute(update(PolicyVersion).where(
+        PolicyVersion.policy_id == policy_id, PolicyVersion.status == "published").values(
+        status="retired", updated_at=utcnow()))
+
+
+def policy_versions(session: Session, *, policy_id: str) -> list[PolicyVersion]:
+    return list(session.exec(select(PolicyVersion).where(PolicyVersion.policy_id == policy_id)
+                             .order_by(PolicyVersion.version)))
+
+
+def published_versions(session: Session) -> list[PolicyVersion]:
+    return list(session.exec(select(PolicyVersion).where(PolicyVersion.status == "published")
+                             .order_by(PolicyVersion.policy_id)))
+
+
+def latest_versions(session: Session) -> list[PolicyVersion]:
+    """The newest version of every policy (whatever its status)."""
+    rows = session.exec(select(PolicyVersion).order_by(PolicyVersion.policy_id, PolicyVersion.version)).all()
+    latest: dict[str, PolicyVersion] = {}
+    for row in rows:
+        latest[row.policy_id] = row
+    return list(latest.values())
+
+
+def add_draft(session: Session, *, policy: Policy, author: str) -> PolicyVersion:
+    """A new draft version (number = newest + 1) of a new or existing policy."""
+    current = session.exec(select(func.max(PolicyVersion.version)).where(
+        PolicyVersion.policy_id == policy.id)).one()
+    version = int(current or 0) + 1
+    data = policy.model_copy(update={"version": version, "status": "draft"}).model_dump(mode="json")
+    row = PolicyVersion(policy_id=policy.id, version=version, status="draft", data=data,
+                        content_hash=canonical_hash(data), origin="api", created_by=author)
+    session.add(row)
+    return row
+
+
+def set_status(session: Session, *, row: PolicyVersion, status: str) -> PolicyVersion:
+    """Publish (retiring the version in force) or retire a version; bumps the catalog revision."""
+    if status == "published":
+        _retire_published(session, row.policy_id)
+    row.status = status
+    row.data = {**row.data, "status": status}
+    row.content_hash = canonical_hash(row.data)
+    row.updated_at = utcnow()
+    session.add(row)
+    _bump_catalog(session)
+    return row
+
+
+# ---- tokens, audit, feedback -------------------------------------------------------------------
+@dataclass(frozen=True)
+class Principal:
+    token_id: int | None
+    role: str  # anonymous | enterprise | staff | admin
+    label: str
+    uscc: str | None = None
+
+    @property
+    def is_staff(self) -> bool:
+        return self.role in ("staff", "admin")
+
+
+ANONYMOUS = Principal(None, "anonymous", "anonymous")
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_token(session: Session, *, role: str, label: str, uscc: str | None = None,
+                 expires_at: dt.datetime | None = None) -> tuple[str, ApiToken]:
+    """A new bearer token; only its hash is stored, the secret is returned once."""
+    if role not in ROLES:
+        raise ValueError(f"角色应为 {'、'.join(ROLES)} 之一，收到“{role}”")
+    if (role == "enterprise") != (uscc is not None):
+        raise ValueError("企业令牌必须且只能绑定一个统一社会信用代码；工作人员和管理员令牌不绑定企业")
+    secret = f"pf_{role[:3]}_{secrets.token_urlsafe(24)}"
+    row = ApiToken(token_hash=hash_token(secret), role=role, uscc=uscc, label=label, expires_at=expires_at)
+    session.add(row)
+    return secret, row
+
+
+def principal_for(session: Session, *, token: str, now: dt.datetime | None = None) -> Principal | None:
+    row = session.exec(select(ApiToken).where(ApiToken.token_hash == hash_token(token))).first()
+    now = now or utcnow()
+    if row is None or row.revoked_at is not None or (row.expires_at is not None and row.expires_at <= now):
+        return None
+    return Principal(row.id, row.role, row.label, row.uscc)
+
+
+def revoke_token(session: Session, *, token_id: int) -> bool:
+    row = session.get(ApiToken, token_id)
+    if row is None or row.revoked_at is not None:
+        return False
+    row.revoked_at = utcnow()
+    session.add(row)
+    return True
+
+
+def list_tokens(session: Session) -> Sequence[ApiToken]:
+    return session.exec(select(ApiToken).order_by(ApiToken.id)).all()
+
+
+def audit(session: Session, *, principal: Principal, uscc: str | None, route: str, method: str) -> None:
+    session.add(AuditLog(token_id=principal.token_id, role=principal.role, label=principal.label,
+                         uscc=uscc, route=route, method=method))
+
+
+def add_feedback(session: Session, *, principal: Principal, uscc: str, policy_id: str, kind: str,
+                 note: str | None) -> Feedback:
+    row = Feedback(uscc=uscc, policy_id=policy_id, kind=kind, role=principal.role, label=principal.label, note=note)
+    session.add(row)
+    return row
