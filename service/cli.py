@@ -239,6 +239,7 @@ def get_settings_data_dir() -> Path:
 def demo(
     ctx: typer.Context,
     as_of: Annotated[str | None, typer.Option("--as-of", help="评估日期 YYYY-MM-DD")] = None,
+    brief: Annotated[bool, typer.Option("--brief", help="每家企业只列前5项")] = False,
 ) -> None:
     """演示：为 profiles/samples/ 中的示例企业匹配政策套餐。"""
     if ctx.invoked_subcommand is not None:
@@ -254,8 +255,14 @@ def demo(
     typer.echo("以下示例企业为虚构样本，仅用于演示。\n")
     for path in samples:
         profile = parse_profile(json.loads(path.read_text(encoding="utf-8")))
-        typer.echo(render_match(get_matcher().match(derive(profile, when), top=8)))
-        typer.echo("")
+        result = get_matcher().match(derive(profile, when), top=5 if brief else 8)
+        if brief:
+            ent = result["enterprise"]
+            titles = "；".join(e["title"] for e in result["package"])
+            typer.echo(f"■ {ent['name']}（{', '.join(ent['tags'][:3])}）→ {titles}")
+        else:
+            typer.echo(render_match(result))
+            typer.echo("")
 
 
 tokens_app = typer.Typer(help="访问令牌：创建、吊销、列表", no_args_is_help=True)
