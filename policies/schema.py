@@ -6,7 +6,7 @@ import datetime as dt
 from functools import cached_property
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from policies.formula import Formula, parse_formula
 from policies.rules import Rule, parse_rule
@@ -134,22 +134,14 @@ class Policy(_Strict):
     effective_from: dt.date = PLAN_DATE
     effective_to: dt.date | None = None
 
-    @field_validator("category")
+    @field_validator("category", "benefit_type")
     @classmethod
-    def _category(cls, value: str) -> str:
-        if value not in CATEGORIES:
+    def _known_code(cls, value: str, info: ValidationInfo) -> str:
+        allowed = CATEGORIES if info.field_name == "category" else BENEFIT_TYPES
+        if value not in allowed:
             from profiles.fields import suggest
 
-            raise ValueError(f"unknown category '{value}'{suggest(value, CATEGORIES)}")
-        return value
-
-    @field_validator("benefit_type")
-    @classmethod
-    def _benefit_type(cls, value: str) -> str:
-        if value not in BENEFIT_TYPES:
-            from profiles.fields import suggest
-
-            raise ValueError(f"unknown benefit_type '{value}'{suggest(value, BENEFIT_TYPES)}")
+            raise ValueError(f"unknown {info.field_name} '{value}'{suggest(value, allowed)}")
         return value
 
     @field_validator("eligibility")
