@@ -6,10 +6,15 @@ indexes); routes reach it through dependencies. Domain errors become status code
 
 from __future__ import annotations
 
+import ast
+import copy
 import datetime as dt
+import json
+import math
+import threading
 import time
 from collections import defaultdict, deque
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
 
@@ -18,19 +23,23 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy.exc import DBAPIError, OperationalError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 from sqlmodel import Session
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from matching.relevance import dense_passage
 from matching.rules import ELIGIBLE, UNKNOWN, RuleEngine
+from policies.formula import FormulaError, parse_formula
 from policies.rules import RuleError, parse_rule
-from policies.schema import Policy
+from policies.schema import BENEFIT_TYPES, CATEGORIES, Policy
 from profiles.features import derive
 from profiles.fields import FIELDS
-from profiles.model import ProfileError, parse_profile
+from profiles.model import EnterpriseProfile, ProfileError, parse_profile
 from profiles.uscc import UsccError, normalize_uscc
 from service import store
+from service.importer import check_json_types
 from service.settings import Settings, get_settings
 from service.state import ServiceState, describe_enterprise, sizes_and_regions
 
@@ -58,8 +67,77 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _error(status: int, code: str, message: str, field: str | None = None) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"code": code, "message": message, "field": field})
+#: The largest request body accepted. A profile is a few KB and a policy some tens of KB; anything
+#: near a megabyte is a mistake or an attack and is refused before it is read (413).
+MAX_BODY_BYTES = 256 * 1024
+#: A value-estimate formula is a short expression; its numbers stay far inside float range.
+MAX_FORMULA_CHARS = 500
+MAX_FORMULA_CONSTANT = 1e12
+
+
+def _error(status: int, code: str, message: str, field: str | None = None,
+           headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"code": code, "message": message, "field": field},
+                        headers=headers)
+
+
+def _field_label(field: str) -> str:
+    """``employees`` → ``employees（从业人员）``; the last segment of a dotted path decides the label."""
+    last = field.rsplit(".", 1)[-1].split("[", 1)[0]
+    return f"{field}（{FIELDS[last].label}）" if last in FIELDS else field
+
+
+class _BodyTooLarge(StarletteHTTPException):
+    """Raised while the body is streamed in (no or a lying Content-Length)."""
+
+    def __init__(self) -> None:
+        super().__init__(413, "request body too large")
+
+
+class BodyLimit:
+    """Pure ASGI middleware: refuse request bodies over ``max_bytes`` with 413, never reading them whole."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = next((v for k, v in scope["headers"] if k == b"content-length"), None)
+        if declared is not None and (not declared.strip().isdigit() or int(declared) > self.max_bytes):
+            response = _too_large() if declared.strip().isdigit() else _error(
+                400, "bad_request", "请求头 Content-Length 格式不正确", "Content-Length")
+            await response(scope, receive, send)
+            return
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _BodyTooLarge()
+            return message
+
+        await self.app(scope, limited, send)
+
+
+def _too_large() -> JSONResponse:
+    return _error(413, "payload_too_large", f"请求体过大：最多{MAX_BODY_BYTES // 1024}KB")
+
+
+_HTTP_ERRORS: dict[int, tuple[str, str]] = {
+    400: ("bad_request", "请求体无法解析（数字过长、嵌套过深或编码错误）"),
+    401: ("unauthorized", "需要登录"),
+    403: ("forbidden", "没有权限"),
+    404: ("not_found", "未找到该接口，请核对路径（接口文档见 /docs）"),
+    405: ("method_not_allowed", "该接口不支持此请求方法"),
+    406: ("not_acceptable", "无法提供所要求的响应格式"),
+    413: ("payload_too_large", f"请求体过大：最多{MAX_BODY_BYTES // 1024}KB"),
+    415: ("unsupported_media_type", "请求体格式应为 application/json"),
+}
 
 
 # ---- dependencies -----------------------------------------------------------------------------
@@ -76,6 +154,27 @@ def get_session(state: StateDep) -> Iterator[Session]:
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
+
+
+async def screen_input(request: Request) -> None:
+    """Refuse what no column or JSON document can hold faithfully (NUL bytes, lone surrogates, integers
+    beyond ±2^53, non-finite numbers, absurd nesting) in the path, the query and a JSON body: a clear
+    422 naming the field, on SQLite and PostgreSQL alike (PostgreSQL would fail on write otherwise)."""
+    for name, value in [*request.path_params.items(), *request.query_params.multi_items()]:
+        problem = store.unstorable(value, path=str(name))
+        if problem:
+            field, reason = problem
+            raise ApiError(422, "invalid_value", f"{_field_label(field)}：{reason}", field)
+    if "json" not in request.headers.get("content-type", ""):
+        return
+    try:
+        data = await request.json()
+    except Exception:  # noqa: BLE001 - FastAPI reports the unreadable body itself
+        return
+    problem = store.unstorable(data)
+    if problem:
+        field, reason = problem
+        raise ApiError(422, "invalid_value", f"{_field_label(field or '请求体')}：{reason}", field or None)
 
 
 def get_principal(request: Request, session: SessionDep) -> store.Principal:
@@ -124,6 +223,16 @@ def _uscc(raw: str) -> str:
         raise ApiError(422, "invalid_uscc", str(exc), "uscc") from None
 
 
+def _audit(session: Session, principal: store.Principal, request: Request, usccs: Iterable[str | None],
+           route: str | None = None) -> None:
+    """One audit row per firm a staff member or admin was shown (who, when, which firm, which route)."""
+    if not principal.is_staff:
+        return
+    label = (route or request.url.path)[:200]
+    for uscc in dict.fromkeys(usccs) or [None]:
+        store.audit(session, principal=principal, uscc=uscc, route=label, method=request.method)
+
+
 def _enterprise_for(session: Session, principal: store.Principal, raw_uscc: str, request: Request) -> Any:
     """The stored enterprise if this principal may see it; 404 otherwise (never reveals others)."""
     uscc = _uscc(raw_uscc)
@@ -133,13 +242,51 @@ def _enterprise_for(session: Session, principal: store.Principal, raw_uscc: str,
     if row is None:
         raise ApiError(404, "not_found", "未找到该企业")
     if principal.is_staff:
-        store.audit(session, principal=principal, uscc=uscc, route=request.url.path, method=request.method)
+        _audit(session, principal, request, [uscc])
         session.commit()
     return row
 
 
 def _as_of(value: dt.date | None) -> dt.date:
     return value or dt.date.today()
+
+
+# ---- request body schemas (documentation; validation is parse_profile / Policy, with Chinese errors) ----
+def _inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
+    """A model's JSON schema with its ``$defs`` inlined, so it can stand inside the OpenAPI document."""
+    defs = schema.pop("$defs", {})
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return walk(copy.deepcopy(defs[ref.rsplit("/", 1)[-1]]))
+            return {k: walk(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    return walk(schema)  # type: ignore[no-any-return]
+
+
+PROFILE_SCHEMA = {**EnterpriseProfile.model_json_schema(), "title": "EnterpriseProfile",
+                  "description": "EnterpriseProfile v1（SPEC §2.1）；缺少的字段视为未知"}
+
+
+def _policy_schema(*, id_required: bool) -> dict[str, Any]:
+    schema = _inline_refs(Policy.model_json_schema())
+    schema["required"] = [f for f in schema["required"] if f not in ("version", "status") and (id_required or f != "id")]
+    schema["properties"]["source"]["properties"]["related_tasks"]["items"].update(minimum=1, maximum=160)
+    schema["properties"]["category"]["enum"] = list(CATEGORIES)
+    schema["properties"]["benefit_type"]["enum"] = list(BENEFIT_TYPES)
+    schema["title"] = "PolicyBody"
+    schema["description"] = "政策条目（SPEC §2.2）；version 与 status 由服务分配，保存为新的草稿版本"
+    return schema
+
+
+ProfileBody = Annotated[dict[str, Any], WithJsonSchema(PROFILE_SCHEMA)]
+NewPolicyBody = Annotated[dict[str, Any], WithJsonSchema(_policy_schema(id_required=True))]
+PolicyVersionBody = Annotated[dict[str, Any], WithJsonSchema(_policy_schema(id_required=False))]
 
 
 # ---- models -------------------------------------------------------------------------------------
@@ -193,7 +340,7 @@ EXAMPLE_PROFILE = {
 class MatchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"profile": EXAMPLE_PROFILE,
                                                                                "query": "想贷款", "top": 5}]})
-    profile: dict[str, Any] = Field(description="EnterpriseProfile v1 (SPEC §2.1)")
+    profile: ProfileBody = Field(description="EnterpriseProfile v1 (SPEC §2.1)")
     query: str | None = Field(None, max_length=500, description="补充诉求")
     top: int | None = Field(None, ge=1, le=200)
     as_of: dt.date | None = None
@@ -294,31 +441,47 @@ class VersionOut(BaseModel):
 
 
 # ---- routes -------------------------------------------------------------------------------------
-v1 = APIRouter(prefix="/v1", responses=ERRORS)
+# Every /v1 route: a token that is sent must be valid (revoked / expired → 401, even where anonymous
+# calls are allowed), and hostile values are refused before any handler sees them.
+v1 = APIRouter(prefix="/v1", responses=ERRORS, dependencies=[Depends(get_principal), Depends(screen_input)])
 
 
 class _RateLimiter:
-    """A sliding-window limit per client for anonymous calls (per worker process)."""
+    """A sliding-window limit per client for anonymous calls (per worker process, thread-safe)."""
+
+    MAX_CLIENTS = 100_000  # idle windows are dropped beyond this, so memory stays bounded
 
     def __init__(self) -> None:
         self.hits: dict[str, deque[float]] = defaultdict(deque)
+        self._lock = threading.Lock()
 
     def check(self, client: str, per_minute: int) -> None:
         now = time.monotonic()
-        window = self.hits[client]
-        while window and now - window[0] > 60:
-            window.popleft()
-        if len(window) >= per_minute:
-            raise ApiError(429, "rate_limited", f"匿名调用过于频繁：每分钟最多{per_minute}次，请稍后再试或使用令牌")
-        window.append(now)
+        with self._lock:
+            if len(self.hits) > self.MAX_CLIENTS:
+                for key in [k for k, w in self.hits.items() if not w or now - w[-1] > 60]:
+                    del self.hits[key]
+            window = self.hits[client]
+            while window and now - window[0] > 60:
+                window.popleft()
+            if len(window) >= per_minute:
+                raise ApiError(429, "rate_limited",
+                               f"匿名调用过于频繁：每分钟最多{per_minute}次，请稍后再试或使用令牌")
+            window.append(now)
+
+
+def _parse_profile(data: Any, field_prefix: str = "") -> EnterpriseProfile:
+    """A profile from JSON: JSON types checked strictly, then the model; 422 naming the field."""
+    try:
+        check_json_types(data)
+        return parse_profile(data)
+    except ProfileError as exc:
+        raise ApiError(422, "invalid_profile", str(exc), f"{field_prefix}{exc.field}") from None
 
 
 def _match(state: ServiceState, session: Session, profile_data: Any, *, query: str | None, top: int | None,
            as_of: dt.date) -> dict[str, Any]:
-    try:
-        profile = parse_profile(profile_data)
-    except ProfileError as exc:
-        raise ApiError(422, "invalid_profile", str(exc), f"profile.{exc.field}") from None
+    profile = _parse_profile(profile_data, "profile.")
     return state.matcher(session).match(derive(profile, as_of), query=query, top=top)
 
 
@@ -339,20 +502,16 @@ def _enterprise_out(row: Any, changed: bool | None = None) -> dict[str, Any]:
 
 
 @v1.put("/enterprises/{uscc}", response_model=EnterpriseOut, tags=["企业"], summary="保存或更新企业画像")
-def put_enterprise(uscc: str, body: dict[str, Any], request: Request, session: SessionDep,
+def put_enterprise(uscc: str, body: ProfileBody, request: Request, session: SessionDep,
                    principal: SignedIn) -> dict[str, Any]:
     code = _uscc(uscc)
     if principal.role == "enterprise" and principal.uscc != code:
         raise ApiError(404, "not_found", "未找到该企业")
-    try:
-        profile = parse_profile(body)
-    except ProfileError as exc:
-        raise ApiError(422, "invalid_profile", str(exc), exc.field) from None
+    profile = _parse_profile(body)
     if profile.uscc != code:
         raise ApiError(422, "uscc_mismatch", f"路径中的统一社会信用代码{code}与画像中的{profile.uscc}不一致", "uscc")
     row, changed = store.upsert_enterprise(session, profile=profile)
-    if principal.is_staff:
-        store.audit(session, principal=principal, uscc=code, route=request.url.path, method=request.method)
+    _audit(session, principal, request, [code])
     session.commit()
     session.refresh(row)
     return _enterprise_out(row, changed)
@@ -377,7 +536,7 @@ def find_enterprises(request: Request, session: SessionDep, principal: Staff,
                      q: Annotated[str, Query(min_length=1, max_length=100)],
                      limit: Annotated[int, Query(ge=1, le=100)] = 20) -> list[dict[str, Any]]:
     rows = store.search_enterprises(session, q=q, limit=limit)
-    store.audit(session, principal=principal, uscc=None, route=f"{request.url.path}?q={q[:50]}", method="GET")
+    _audit(session, principal, request, [r.uscc for r in rows], route=f"{request.url.path}?q={q.strip()[:50]}")
     session.commit()
     return [describe_enterprise(r) for r in rows]
 
@@ -453,7 +612,7 @@ def policy_enterprises(policy_id: str, state: StateDep, session: SessionDep, pri
               "region": None if population.batch.columns["region"][i] < 0 else values("region")[population.batch.columns["region"][i]],
               "size": None if population.batch.columns["size"][i] < 0 else values("size")[population.batch.columns["size"][i]],
               "similarity": None if sim is None else round(float(sim[i]), 4)} for i in page_rows]
-    store.audit(session, principal=principal, uscc=None, route=request.url.path, method="GET")
+    _audit(session, principal, request, [item["uscc"] for item in items])
     session.commit()
     return {"policy_id": policy_id, "version": policy.version, "eligible": int(eligible.sum()),
             "possibly_eligible": int((status == UNKNOWN).sum()), "by_region": counts["region"],
@@ -461,26 +620,72 @@ def policy_enterprises(policy_id: str, state: StateDep, session: SessionDep, pri
             "catalog_version": matcher.catalog.version, "model_id": matcher.model_id}
 
 
+def _check_formula(formula: str) -> None:
+    """A value-estimate formula that parses, is short, and whose numbers stay inside float range —
+    otherwise a published policy would fail every match that evaluates it."""
+    field = "benefit.estimate.formula"
+    if len(formula) > MAX_FORMULA_CHARS:
+        raise ApiError(422, "invalid_policy", f"{field}：估值公式过长（最多{MAX_FORMULA_CHARS}字符）", field)
+    try:
+        tree = parse_formula(formula).tree
+    except FormulaError:
+        return  # the model reports it with its reason
+    except (RecursionError, MemoryError, SyntaxError):
+        raise ApiError(422, "invalid_policy", f"{field}：估值公式嵌套过深", field) from None
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
+            try:
+                number = float(node.value)
+            except OverflowError:
+                number = math.inf
+            if not math.isfinite(number) or abs(number) > MAX_FORMULA_CONSTANT:
+                raise ApiError(422, "invalid_policy",
+                               f"{field}：公式中的常数超出范围（绝对值不能超过{MAX_FORMULA_CONSTANT:.0e}）", field)
+
+
+def _policy_message(err: Any, loc: str) -> str:
+    kind, ctx = err["type"], err.get("ctx") or {}
+    last = loc.rsplit(".", 1)[-1]
+    if kind == "value_error" and last in ("category", "benefit_type"):
+        table = CATEGORIES if last == "category" else BENEFIT_TYPES
+        allowed = "、".join(f"{k}（{v}）" for k, v in table.items())
+        return f"取值无效：{err.get('input')!r}，应为 {allowed}"
+    if kind == "string_pattern_mismatch" and last == "id":
+        return "政策ID只能由小写字母、数字和连字符组成，如 union-fee-refund-small-micro"
+    if kind == "too_short":
+        return "不能为空"
+    if kind == "value_error":
+        return f"取值无效：{ctx.get('error', err['msg'])}"
+    return _chinese(err)
+
+
 def _validate_policy(body: dict[str, Any], policy_id: str | None) -> Policy:
     if policy_id is not None and body.get("id", policy_id) != policy_id:
         raise ApiError(422, "id_mismatch", f"路径中的政策ID“{policy_id}”与内容中的“{body.get('id')}”不一致", "id")
+    # version and status are assigned by the service (a new draft numbered newest + 1); sent ones are
+    # only checked for type, so a policy fetched from GET /v1/policies/{id} can be sent back edited
     data = {**body, **({"id": policy_id} if policy_id else {}), "version": body.get("version", 1),
-            "status": "draft"}
+            "status": body.get("status", "draft")}
     try:
         parse_rule(data.get("eligibility"))
     except RuleError as exc:
         raise ApiError(422, "invalid_rule", f"规则错误（{exc.path or 'eligibility'}）：{exc}",
                        f"eligibility.{exc.path}".rstrip(".")) from None
+    benefit = data.get("benefit")
+    estimate = benefit.get("estimate") if isinstance(benefit, dict) else None
+    if isinstance(estimate, dict) and isinstance(estimate.get("formula"), str):
+        _check_formula(estimate["formula"])
     try:
-        return Policy.model_validate(data)
+        # strict JSON validation: "5" is not a task number and true is not a version
+        return Policy.model_validate_json(json.dumps(data, ensure_ascii=False), strict=True)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"]) or "policy"
-        raise ApiError(422, "invalid_policy", f"{loc}：{err['msg'].removeprefix('Value error, ')}", loc) from None
+        err = exc.errors(include_url=False)[0]
+        loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".") or "policy"
+        raise ApiError(422, "invalid_policy", f"{loc}：{_policy_message(err, loc)}", loc) from None
 
 
 @v1.post("/policies", response_model=VersionOut, status_code=201, tags=["管理员"], summary="新建政策（草稿）")
-def create_policy(body: dict[str, Any], session: SessionDep, principal: Admin) -> dict[str, Any]:
+def create_policy(body: NewPolicyBody, session: SessionDep, principal: Admin) -> dict[str, Any]:
     policy = _validate_policy(body, None)
     if store.policy_versions(session, policy_id=policy.id):
         raise ApiError(409, "exists", f"政策“{policy.id}”已存在，请用 PUT /v1/policies/{policy.id} 新增版本", "id")
@@ -491,7 +696,7 @@ def create_policy(body: dict[str, Any], session: SessionDep, principal: Admin) -
 
 @v1.put("/policies/{policy_id}", response_model=VersionOut, status_code=201, tags=["管理员"],
         summary="修改政策：保存为新的草稿版本")
-def update_policy(policy_id: str, body: dict[str, Any], session: SessionDep, principal: Admin) -> dict[str, Any]:
+def update_policy(policy_id: str, body: PolicyVersionBody, session: SessionDep, principal: Admin) -> dict[str, Any]:
     if not store.policy_versions(session, policy_id=policy_id):
         raise ApiError(404, "not_found", f"未找到政策“{policy_id}”")
     policy = _validate_policy(body, policy_id)
@@ -514,9 +719,9 @@ def _version(session: Session, policy_id: str, version: int | None, status: str 
 
 @v1.post("/policies/{policy_id}/preview", response_model=PreviewOut, tags=["管理员"],
          summary="发布前预览：草稿与现行版本分别触达哪些企业")
-def preview(policy_id: str, state: StateDep, session: SessionDep, principal: Admin,
+def preview(policy_id: str, state: StateDep, session: SessionDep, principal: Admin, request: Request,
             version: int | None = None, as_of: dt.date | None = None) -> dict[str, Any]:
-    draft_row = _version(session, policy_id, version, None if version else "draft")
+    draft_row = _version(session, policy_id, version, None if version is not None else "draft")
     draft = Policy.model_validate({**draft_row.data, "status": "published"})
     when = _as_of(as_of)
     draft_status, population = _reach(state, session, draft, when)
@@ -532,9 +737,17 @@ def preview(policy_id: str, state: StateDep, session: SessionDep, principal: Adm
     def counts(s: np.ndarray) -> dict[str, int]:
         return {"eligible": int((s == ELIGIBLE).sum()), "possibly_eligible": int((s == UNKNOWN).sum())}
 
-    def sample(rows: np.ndarray) -> list[dict[str, Any]]:
-        return [{"uscc": population.usccs[i], "name": population.names[i], "region": None} for i in rows[:20]]
+    from matching.columns import values
 
+    regions = population.batch.columns["region"]
+
+    def sample(rows: np.ndarray) -> list[dict[str, Any]]:
+        return [{"uscc": population.usccs[i], "name": population.names[i],
+                 "region": None if regions[i] < 0 else values("region")[regions[i]]} for i in rows[:20]]
+
+    shown = [population.usccs[i] for i in [*new[:20], *lost[:20]]]
+    _audit(session, principal, request, shown)
+    session.commit()
     return {"policy_id": policy_id, "draft_version": draft_row.version,
             "published_version": published_rows[-1].version if published_rows else None,
             "draft": counts(draft_status), "published": counts(current_status), "newly_reached": len(new),
@@ -585,20 +798,40 @@ def create_app(settings: Settings | None = None, state: ServiceState | None = No
 
     app = FastAPI(title="policyfit 惠企政策双向适配", version="1.0",
                   description="企业画像 × 政策目录的双向匹配（徐委办〔2023〕37号 附件2 第三项）。错误统一为 {code, message, field}。",
-                  lifespan=lifespan)
+                  lifespan=lifespan, redoc_url=None, swagger_ui_oauth2_redirect_url=None)
+    # anonymous access is limited to the documented public routes: /docs and /openapi.json, no /redoc
     app.include_router(v1)
+    from service.console import mount_console  # HTML: staff console and public calculator
+
+    mount_console(app)
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         return _error(exc.status, exc.code, exc.message, exc.field)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code, message = _HTTP_ERRORS.get(exc.status_code, ("http_error", "请求无法处理"))
+        return _error(exc.status_code, code, message, headers=exc.headers)
+
+    @app.exception_handler(IntegrityError)
+    async def _conflict(_: Request, exc: Exception) -> JSONResponse:
+        return _error(409, "conflict", "数据刚被另一请求修改（如同时新建同一政策），请刷新后重试")
+
+    @app.exception_handler(DataError)
+    async def _bad_data(_: Request, exc: Exception) -> JSONResponse:
+        return _error(422, "invalid_value", "数据超出数据库允许的长度、范围或格式，请检查输入")
+
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         err = exc.errors()[0]
-        loc = [str(p) for p in err["loc"] if p not in ("body", "query", "path")]
+        if err["type"] == "json_invalid":  # the location is a character offset, not a field
+            where = err["loc"][-1] if isinstance(err["loc"][-1], int) else "?"
+            return _error(422, "invalid_request", f"请求体不是有效的JSON（第{where}个字符附近）")
+        loc = [str(p) for p in err["loc"] if p not in ("body", "query", "path", "header")]
         field = ".".join(loc) or None
-        label = FIELDS[loc[-1]].label if loc and loc[-1] in FIELDS else (loc[-1] if loc else "请求")
-        return _error(422, "invalid_request", f"{label}：{_chinese(err)}", field)
+        return _error(422, "invalid_request", f"{_field_label(field) if field else '请求体'}：{_chinese(err)}", field)
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(DBAPIError)
@@ -653,7 +886,25 @@ def _chinese(err: dict[str, Any]) -> str:
         "literal_error": f"取值应为 {ctx.get('expected', '')}",
         "string_too_long": f"过长（最多{ctx.get('max_length')}字）",
         "string_too_short": "不能为空",
+        "too_short": "不能为空",
+        "too_long": f"过长（最多{ctx.get('max_length')}项）",
         "greater_than_equal": f"不能小于{ctx.get('ge')}",
+        "greater_than": f"应大于{ctx.get('gt')}",
         "less_than_equal": f"不能大于{ctx.get('le')}",
-    }.get(kind, err.get("msg", "格式不正确"))
+        "less_than": f"应小于{ctx.get('lt')}",
+        "int_from_float": "应为整数",
+        "float_type": "应为数字",
+        "bool_type": "应为 true 或 false",
+        "bool_parsing": "应为 true 或 false",
+        "list_type": "应为列表",
+        "tuple_type": "应为列表",
+        "date_type": "应为日期（YYYY-MM-DD）",
+        "date_from_datetime_inexact": "应为日期（YYYY-MM-DD），不含时间",
+        "finite_number": "应为有限的数字",
+        "missing_argument": "必填",
+        "model_type": "应为JSON对象",
+        "string_pattern_mismatch": "格式不正确",
+        "enum": f"取值应为 {ctx.get('expected', '')}",
+        "value_error": f"取值无效：{ctx.get('error', '')}",
+    }.get(kind, f"格式不正确（{kind}）")
 

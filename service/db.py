@@ -96,7 +96,8 @@ class Feedback(SQLModel, table=True):
 
 
 class MatchSnapshot(SQLModel, table=True):
-    """What the last successful batch computed for an (enterprise, policy): the push baseline."""
+    """What the last batch offered an enterprise (one row per policy in its package): the push baseline.
+    Only offered policies (status 1) are kept; possibly-eligible pairs are counted in the run report."""
 
     __tablename__ = "match_snapshot"
     __table_args__ = (Index("ix_snapshot_uscc_policy", "uscc", "policy_id", unique=True),)
@@ -111,9 +112,15 @@ class MatchSnapshot(SQLModel, table=True):
 
 
 class Outbox(SQLModel, table=True):
-    """A recommendation to push, exactly once per idempotency key (uscc, policy id, version)."""
+    """One push message: an enterprise's new recommendations of one run, bundled, delivered exactly once.
+
+    ``idempotency_key`` (``pkg:<uscc>:<run>``) is the message's key, sent as the ``Idempotency-Key``
+    header; each recommendation in it has its own key (``<uscc>:<policy>:<version>``, see ``PushItem``).
+    A deliverer owns a row while ``leased_until`` is in the future (``lease_owner`` says who).
+    """
 
     __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
     id: int | None = Field(default=None, primary_key=True)
     idempotency_key: str = Field(unique=True, max_length=140)
     uscc: str = Field(index=True, max_length=18)
@@ -122,12 +129,46 @@ class Outbox(SQLModel, table=True):
     attempts: int = 0
     next_attempt_at: dt.datetime = Field(default_factory=utcnow)
     leased_until: dt.datetime | None = None
+    lease_owner: str | None = Field(default=None, max_length=80)
+    run_id: int | None = None
     last_error: str | None = Field(default=None, max_length=500)
     created_at: dt.datetime = Field(default_factory=utcnow)
     delivered_at: dt.datetime | None = None
 
 
+class PushItem(SQLModel, table=True):
+    """One recommendation, recorded once ever per (enterprise, policy, version): the unique key that
+    makes a push happen at most once. ``outbox_id`` is the message carrying it; NULL while it is held
+    back by the weekly cap (released into the enterprise's next message)."""
+
+    __tablename__ = "push_item"
+    id: int | None = Field(default=None, primary_key=True)
+    idempotency_key: str = Field(unique=True, max_length=140)
+    uscc: str = Field(index=True, max_length=18)
+    policy_id: str = Field(max_length=80)
+    policy_version: int
+    score: float = 0.0
+    run_id: int | None = None
+    outbox_id: int | None = Field(default=None, index=True)
+    created_at: dt.datetime = Field(default_factory=utcnow)
+
+
+class BatchCursor(SQLModel, table=True):
+    """Per enterprise: what the last committed batch chunk scored it with. An enterprise whose content
+    hash and catalog key are unchanged (and whose age crosses no catalog threshold) is skipped."""
+
+    __tablename__ = "batch_cursor"
+    uscc: str = Field(primary_key=True, max_length=18)
+    content_hash: str = Field(max_length=64)
+    catalog_key: str = Field(max_length=64)
+    recheck_on: dt.date | None = None
+    run_id: int | None = None
+    scored_at: dt.datetime = Field(default_factory=utcnow)
+
+
 class BatchRun(SQLModel, table=True):
+    """One ``policyfit batch run``: running | succeeded | failed | interrupted, with its report."""
+
     __tablename__ = "batch_run"
     id: int | None = Field(default=None, primary_key=True)
     started_at: dt.datetime = Field(default_factory=utcnow)
@@ -155,8 +196,54 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10, pool_timeout=5,
-                         connect_args={"connect_timeout": 3})
+    engine = create_engine(
+        url, pool_pre_ping=True, pool_size=10, max_overflow=10, pool_timeout=5,
+        # fail fast when the server is unreachable, and notice a peer that vanished without closing the
+        # socket (keepalives; unacknowledged writes give up after tcp_user_timeout ms) instead of hanging
+        connect_args={"connect_timeout": 3, "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 3,
+                      "keepalives_count": 3, "tcp_user_timeout": 15_000})
+    _tolerate_server_shutdown(engine)
+    return engine
+
+
+# SQLSTATEs after which the server has ended the session (FATAL): 08xxx connection exceptions,
+# 57P01 admin_shutdown (``pg_ctl stop -m fast``), 57P02 crash_shutdown, 57P03 cannot_connect_now.
+_SESSION_ENDED = ("08", "57P01", "57P02", "57P03")
+
+
+def _session_ended(dialect: Any, exc: BaseException, dbapi_connection: Any) -> bool:
+    sqlstate = getattr(exc, "sqlstate", None) or ""
+    return sqlstate.startswith(_SESSION_ENDED) or bool(dialect.is_disconnect(exc, dbapi_connection, None))
+
+
+def _tolerate_server_shutdown(engine: Engine) -> None:
+    """Make a server that ended our session behave as a disconnect, never as an error at clean-up.
+
+    When PostgreSQL shuts down (or kills a backend), the FATAL message often reaches a connection
+    only at its next command — typically the ROLLBACK that ``Session.close()`` issues when a request
+    is finished. Raised there, it escapes the request's dependency teardown *after* the response has
+    started (a dropped connection for the client, "response already started" in the log). A
+    transaction of a session the server has ended is gone already, so that rollback has nothing to
+    undo: it is skipped quietly; the dead connection is replaced by ``pool_pre_ping`` at next checkout.
+    Such errors also count as disconnects, so SQLAlchemy discards the whole pool at the first one.
+    """
+    dialect = engine.dialect
+    rollback = dialect.do_rollback
+
+    def do_rollback(dbapi_connection: Any) -> None:
+        try:
+            rollback(dbapi_connection)
+        except dialect.loaded_dbapi.Error as exc:
+            if not _session_ended(dialect, exc, dbapi_connection):
+                raise
+
+    dialect.do_rollback = do_rollback  # type: ignore[method-assign]
+
+    @event.listens_for(engine, "handle_error")
+    def _disconnects(context: Any) -> None:
+        sqlstate = getattr(context.original_exception, "sqlstate", None) or ""
+        if not context.is_disconnect and sqlstate.startswith(_SESSION_ENDED):
+            context.is_disconnect = True
 
 
 def sessions(engine: Engine) -> Iterator[Session]:

@@ -66,9 +66,12 @@ class ServiceState:
             return self._matcher
         with self._lock:
             if self._matcher is None or revision != self._revision:
-                self._matcher = Matcher.build(published_catalog(session, self.settings),
-                                              embedder=self.embedder,
-                                              index_dir=self.settings.data_dir / "indexes" / "policies")
+                catalog = published_catalog(session, self.settings)
+                # one index directory per catalog fingerprint: services over different databases (or
+                # the CLI over the YAML files) may share a data dir without overwriting each other's
+                # index between its index file and its meta file being written
+                index_dir = self.settings.data_dir / "indexes" / "published" / catalog.fingerprint[:16]
+                self._matcher = Matcher.build(catalog, embedder=self.embedder, index_dir=index_dir)
                 self._revision = revision
         return self._matcher
 
