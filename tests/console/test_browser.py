@@ -1,0 +1,210 @@
+"""End to end in a real browser: Debian's Chromium driven by playwright against uvicorn on a free port.
+
+Each page visited is saved as a screenshot under build/screenshots/ (1280×800, and phone width where
+the layout changes). Every request the pages make must go to the test server: nothing from a CDN.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlmodel import Session
+
+from profiles.features import derive
+from profiles.model import parse_profile
+from service import store
+from service.state import ServiceState
+from tests.service.conftest import Population, Tokens, bearer, make_uscc, sample
+
+pytestmark = pytest.mark.xdist_group("browser")
+
+DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
+
+
+class Visit:
+    """A browser context on the live server that records every request leaving it."""
+
+    def __init__(self, browser: Any, base: str, shots: Path, *, javascript: bool = True) -> None:
+        self.base, self.shots = base, shots
+        self.context = browser.new_context(viewport=DESKTOP, locale="zh-CN", java_script_enabled=javascript)
+        self.page = self.context.new_page()
+        self.foreign: list[str] = []
+        self.page.on("request", self._record)
+
+    def _record(self, request: Any) -> None:
+        if not request.url.startswith((self.base, "data:")):
+            self.foreign.append(request.url)
+
+    def go(self, path: str) -> Any:
+        return self.page.goto(self.base + path)
+
+    def shot(self, name: str) -> None:
+        self.page.screenshot(path=str(self.shots / f"{name}.png"), full_page=True)
+
+    def fits_width(self) -> bool:
+        """No horizontal scrolling: the page is usable at this viewport's width."""
+        return bool(self.page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"))
+
+    def sign_in(self, token: str) -> None:
+        self.go("/console")
+        self.page.get_by_label("工作人员令牌").fill(token)
+        self.page.get_by_role("button", name="登录").click()
+        self.page.wait_for_url(self.base + "/console")
+
+
+@pytest.fixture
+def visit(browser: Any, live_server: str, screenshots: Path) -> Iterator[Visit]:
+    v = Visit(browser, live_server, screenshots)
+    yield v
+    v.context.close()
+    assert not v.foreign, f"pages fetched resources outside the app: {v.foreign}"
+
+
+def package_of(state: ServiceState, profile: dict[str, Any]) -> dict[str, Any]:
+    with Session(state.engine) as session:
+        return state.matcher(session).match(derive(parse_profile(profile), dt.date.today()))
+
+
+def test_a_wrong_token_is_refused(visit: Visit, tokens: Tokens) -> None:
+    page = visit.page
+    visit.go("/console/enterprises?q=示例")
+    assert page.url.startswith(visit.base + "/console/login?next=")
+    # keyboard only: the token field has the focus, Enter submits
+    assert page.evaluate("document.activeElement.id") == "token"
+    page.keyboard.type("pf_sta_this-is-not-a-token")
+    with page.expect_response(lambda r: r.request.method == "POST") as posted:
+        page.keyboard.press("Enter")
+    assert posted.value.status == 401
+    assert page.get_by_role("alert").inner_text() == "令牌无效、已过期或已被吊销"
+    assert page.get_by_label("工作人员令牌").get_attribute("aria-invalid") == "true"
+    visit.shot("01-login-refused")
+    page.get_by_label("工作人员令牌").fill(tokens.revoked)
+    page.get_by_role("button", name="登录").click()
+    assert page.get_by_role("alert").inner_text() == "令牌无效、已过期或已被吊销"
+    assert "pf_console" not in {c["name"] for c in visit.context.cookies()}
+
+
+def test_find_a_firm_open_its_package_and_run_a_whatif(visit: Visit, tokens: Tokens, state: ServiceState,
+                                                       population: Population) -> None:
+    page = visit.page
+    firm = population.firm_a  # 徐州示例精密机械有限公司
+    visit.sign_in(tokens.staff)
+    visit.shot("02-console-home")
+
+    page.get_by_label("企业名称中的几个字，或统一社会信用代码").fill("精密机械")
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r".*/console/enterprises\?q=.*"))
+    visit.shot("03-enterprise-search")
+    page.get_by_role("link", name=firm.profile["name"]).click()
+    page.wait_for_url(visit.base + f"/console/enterprises/{firm.uscc}")
+    expected = package_of(state, firm.profile)
+    assert page.get_by_role("heading", level=1).inner_text() == firm.profile["name"]
+    heading = page.locator("#h-package").inner_text()
+    assert heading.startswith(f"政策套餐：可享受 {len(expected['package'])} 项")
+    shown = page.locator("ol.package > li h3 a").all_inner_texts()
+    assert shown == [e["title"] for e in expected["package"]]
+    assert page.locator("#h-possible").inner_text().startswith("需要问来电人的问题")
+    assert "小微企业" in page.locator(".tag").all_inner_texts()
+    visit.shot("04-enterprise-package")
+
+    # the caller says the firm just entered the city's listing-reserve pool
+    page.get_by_label("上市状态").select_option("reserve")
+    assert page.locator(".changed-count").inner_text() == "已改动 1 项（尚未保存）"  # the JS comfort
+    page.get_by_role("button", name="试算（不保存）").click()
+    result = page.locator("#whatif-result")
+    result.wait_for()
+    changed = package_of(state, {**firm.profile, "listing_status": "reserve"})
+    added = [e["title"] for e in changed["package"] if e["policy_id"] not in {p["policy_id"] for p in expected["package"]}]
+    assert added
+    assert "上市状态：未上市 → 上市后备库企业" in result.inner_text()
+    added_line = result.locator(".added").inner_text()
+    assert all(title in added_line for title in added)
+    assert page.locator("#h-package").inner_text().startswith(f"政策套餐：可享受 {len(changed['package'])} 项")
+    assert page.evaluate("document.activeElement.id") == "whatif-result"
+    visit.shot("05-whatif")
+    with Session(state.engine) as session:  # a what-if writes nothing
+        row = store.get_enterprise(session, uscc=firm.uscc)
+        assert row is not None and row.profile["listing_status"] == "unlisted"
+
+    page.set_viewport_size(PHONE)
+    visit.go(f"/console/enterprises/{firm.uscc}")
+    assert visit.fits_width()
+    visit.shot("06-enterprise-phone")
+
+
+def test_search_a_policy_by_the_callers_words(visit: Visit, tokens: Tokens, client: TestClient) -> None:
+    page = visit.page
+    visit.sign_in(tokens.staff)
+    page.get_by_label("来电人的原话", exact=False).fill("工会经费能不能退一点")
+    page.get_by_role("button", name="检索").click()
+    page.wait_for_url(re.compile(r".*/console/policies\?q=.*"))
+    first = page.locator("ol.hits > li a").first
+    assert first.inner_text() == "小微企业工会经费全额返还"
+    visit.shot("07-policy-search")
+    first.click()
+    page.wait_for_url(visit.base + "/console/policies/union-fee-refund-small-micro")
+    detail = client.get("/v1/policies/union-fee-refund-small-micro").json()["current"]
+    reach = client.get("/v1/policies/union-fee-refund-small-micro/enterprises", headers=bearer(tokens.staff)).json()
+    text = page.locator("main").inner_text()
+    assert f"任务序号 {detail['source']['task_no']}" in text
+    assert f"符合条件 {reach['eligible']} 家" in text
+    assert all(dept in text for dept in detail["lead_departments"])
+    assert page.get_by_role("table", name="按地区").locator("tbody tr").count() == len(reach["by_region"])
+    visit.shot("08-policy-page")
+
+
+def test_the_calculator_works_without_signing_in_or_javascript(browser: Any, live_server: str, screenshots: Path,
+                                                              state: ServiceState) -> None:
+    visit = Visit(browser, live_server, screenshots, javascript=False)
+    try:
+        page = visit.page
+        visit.go("/calculator")
+        assert page.get_by_role("heading", level=1).inner_text() == "惠企政策计算器"
+        # keyboard: the first Tab reaches the skip link, following it lands on the first field
+        page.keyboard.press("Tab")
+        assert page.evaluate("document.activeElement.textContent") == "跳到主要内容"
+        page.keyboard.press("Enter")
+        page.keyboard.press("Tab")
+        assert page.evaluate("document.activeElement.id") == "f-uscc"
+        visit.shot("09-calculator-form")
+
+        profile = {**sample(1), "uscc": make_uscc(9101, "91320311")}
+        page.get_by_label("统一社会信用代码").fill(profile["uscc"])
+        page.get_by_label("企业名称").fill(profile["name"])
+        page.get_by_label("所在地区").select_option(profile["region"])
+        page.get_by_label("行业代码（GB/T 4754-2017）").fill(profile["industry_code"])
+        page.get_by_label("从业人员（人）").fill(str(profile["employees"]))
+        page.get_by_label("营业收入（万元）").fill(str(profile["annual_revenue_wan"]))
+        page.get_by_label("企业诉求").fill("想贷款，利息能不能低一点")
+        page.get_by_role("button", name="计算政策套餐").click()
+        page.locator("#result").wait_for()
+        submitted = {k: profile[k] for k in ("uscc", "name", "region", "industry_code", "employees",
+                                             "annual_revenue_wan")}
+        expected = package_of(state, {**submitted, "needs": "想贷款，利息能不能低一点"})
+        assert page.locator("#h-package").inner_text().startswith(f"政策套餐：可享受 {len(expected['package'])} 项")
+        assert page.locator("ol.package > li h3").first.inner_text().startswith(expected["package"][0]["title"])
+        assert page.locator("#h-possible").inner_text().startswith("可能符合，还需补充信息")
+        visit.shot("10-calculator-result")
+        with Session(state.engine) as session:  # nothing stored
+            assert store.get_enterprise(session, uscc=profile["uscc"]) is None
+
+        page.get_by_label("从业人员（人）").fill("-3")
+        page.get_by_role("button", name="计算政策套餐").click()
+        summary = page.locator(".error-summary")
+        summary.wait_for()
+        assert "employees（从业人员）不能小于0" in summary.inner_text()
+
+        page.set_viewport_size(PHONE)
+        visit.go("/calculator")
+        assert visit.fits_width()
+        visit.shot("11-calculator-phone")
+        assert not visit.foreign, f"pages fetched resources outside the app: {visit.foreign}"
+    finally:
+        visit.context.close()
