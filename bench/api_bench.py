@@ -359,6 +359,8 @@ def bench_backend(backend: str, url: str, data_dir: Path, args: argparse.Namespa
     seeded = seed(url, data_dir, args.n)
     log(f"[{backend}] seeded in {seeded['seconds']:.1f} s; starting the service ({args.workers} workers) …")
     env = {**os.environ, "POLICYFIT_DATABASE_URL": url, "POLICYFIT_DATA_DIR": str(data_dir)}
+    if args.package_cache_size is not None:
+        env["POLICYFIT_PACKAGE_CACHE_SIZE"] = str(args.package_cache_size)
     server = Server(env, args.workers, data_dir / f"server-{backend}.log")
     rows = []
     try:
@@ -380,7 +382,8 @@ def bench_backend(backend: str, url: str, data_dir: Path, args: argparse.Namespa
                 else:
                     r = measured(server, run_wrk, server.base_url, target, args.concurrency, args.duration,
                                  args.max_requests, data_dir)
-                row = {"backend": backend, "endpoint": target.name, "generator": generator, **r}
+                row = {"backend": backend, "endpoint": target.name, "generator": generator,
+                       "package_cache_size": args.package_cache_size, **r}
                 rows.append(row)
                 log(_line(row))
         if server.proc.poll() is not None:
@@ -418,6 +421,9 @@ def main() -> None:
                         help="the PostgreSQL server to use (a schema is created in it and dropped)")
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="reuse this dir's embedding cache and indexes (default: a new temp dir)")
+    parser.add_argument("--package-cache-size", type=int, default=None,
+                        help="POLICYFIT_PACKAGE_CACHE_SIZE for the server (0: every package computed anew; "
+                        "default: the service's own default)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
     args = parser.parse_args()
     args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
@@ -459,7 +465,8 @@ def main() -> None:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if args.json:
-        print(json.dumps({"cores": os.cpu_count(), "workers": args.workers, "concurrency": args.concurrency,
+        print(json.dumps({"cores": os.cpu_count(), "workers": args.workers,
+                          "package_cache_size": args.package_cache_size, "concurrency": args.concurrency,
                           "duration_s": args.duration, "max_requests": args.max_requests, "enterprises": args.n,
                           "notes": notes, "results": rows}, indent=2))
     else:

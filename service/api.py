@@ -21,11 +21,13 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout  # every pooled connection busy for pool_timeout
 from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -124,6 +126,33 @@ class BodyLimit:
         await self.app(scope, limited, send)
 
 
+class Metrics:
+    """Pure ASGI middleware: request count and latency per route template, method and status."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            path = getattr(scope.get("route"), "path", "unmatched")
+            LATENCY.labels(path, scope["method"]).observe(time.perf_counter() - start)
+            REQUESTS.labels(path, scope["method"], str(status)).inc()
+
+
 def _too_large() -> JSONResponse:
     return _error(413, "payload_too_large", f"请求体过大：最多{MAX_BODY_BYTES // 1024}KB")
 
@@ -141,7 +170,7 @@ _HTTP_ERRORS: dict[int, tuple[str, str]] = {
 
 
 # ---- dependencies -----------------------------------------------------------------------------
-def get_state(request: Request) -> ServiceState:
+async def get_state(request: Request) -> ServiceState:
     return request.app.state.service  # type: ignore[no-any-return]
 
 
@@ -149,7 +178,8 @@ StateDep = Annotated[ServiceState, Depends(get_state)]
 
 
 def get_session(state: StateDep) -> Iterator[Session]:
-    with Session(state.engine) as session:
+    # rows stay loaded after a commit (an audit row's commit must not cost a re-SELECT of what was read)
+    with Session(state.engine, expire_on_commit=False) as session:
         yield session
 
 
@@ -177,14 +207,17 @@ async def screen_input(request: Request) -> None:
         raise ApiError(422, "invalid_value", f"{_field_label(field or '请求体')}：{reason}", field or None)
 
 
-def get_principal(request: Request, session: SessionDep) -> store.Principal:
+async def get_principal(request: Request, state: StateDep, session: SessionDep) -> store.Principal:
+    # async: a token this worker checked less than freshness_seconds ago costs no thread hop; otherwise
+    # the lookup runs in the thread pool like any other database call
     header = request.headers.get("authorization")
     if not header:
         return store.ANONYMOUS
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise ApiError(401, "unauthorized", "认证头格式应为 Authorization: Bearer <令牌>", "Authorization")
-    principal = store.principal_for(session, token=token.strip())
+    found = state.known_principal(token.strip())
+    principal = found[0] if found else await run_in_threadpool(state.principal, session, token.strip())
     if principal is None:
         raise ApiError(401, "unauthorized", "令牌无效、已过期或已被吊销", "Authorization")
     return principal
@@ -193,19 +226,19 @@ def get_principal(request: Request, session: SessionDep) -> store.Principal:
 PrincipalDep = Annotated[store.Principal, Depends(get_principal)]
 
 
-def require_signed_in(principal: PrincipalDep) -> store.Principal:
+async def require_signed_in(principal: PrincipalDep) -> store.Principal:
     if principal.role == "anonymous":
         raise ApiError(401, "unauthorized", "需要登录：请在 Authorization 头中提供令牌", "Authorization")
     return principal
 
 
-def require_staff(principal: Annotated[store.Principal, Depends(require_signed_in)]) -> store.Principal:
+async def require_staff(principal: Annotated[store.Principal, Depends(require_signed_in)]) -> store.Principal:
     if not principal.is_staff:
         raise ApiError(403, "forbidden", "仅限工作人员使用")
     return principal
 
 
-def require_admin(principal: Annotated[store.Principal, Depends(require_signed_in)]) -> store.Principal:
+async def require_admin(principal: Annotated[store.Principal, Depends(require_signed_in)]) -> store.Principal:
     if principal.role != "admin":
         raise ApiError(403, "forbidden", "需要管理员权限")
     return principal
@@ -481,17 +514,39 @@ def _parse_profile(data: Any, field_prefix: str = "") -> EnterpriseProfile:
 
 def _match(state: ServiceState, session: Session, profile_data: Any, *, query: str | None, top: int | None,
            as_of: dt.date) -> dict[str, Any]:
+    """The package for a profile given as JSON (validated here), as a dict (the console renders it)."""
     profile = _parse_profile(profile_data, "profile.")
     return state.matcher(session).match(derive(profile, as_of), query=query, top=top)
 
 
+def _package_response(state: ServiceState, session: Session, content_hash: str, profile: Any, *,
+                      query: str | None, top: int | None, as_of: dt.date) -> Response:
+    """The package as JSON, computed once per (content, catalog revision, date, query, cut) per worker.
+
+    ``profile`` is a validated :class:`EnterpriseProfile` or a callable that gives one (parsed only
+    when the answer is not cached yet).
+    """
+    revision, matcher = state.current(session)
+    query = query.strip() if query else None
+
+    def compute() -> bytes:
+        portrait = derive(profile() if callable(profile) else profile, as_of)
+        result = matcher.match(portrait, query=query or None, top=top)
+        return MatchResult.model_validate(result).model_dump_json().encode()
+
+    body = state.package((content_hash, revision, matcher.model_id, as_of, query, top), compute)
+    return Response(content=body, media_type="application/json")
+
+
 @v1.post("/match", response_model=MatchResult, tags=["企业"], summary="政策计算器：匹配一家企业的政策套餐（不保存）")
 def match(body: MatchRequest, request: Request, state: StateDep, session: SessionDep,
-          principal: PrincipalDep) -> dict[str, Any]:
+          principal: PrincipalDep) -> Response:
     if principal.role == "anonymous":
         client = request.client.host if request.client else "unknown"
         request.app.state.limiter.check(client, state.settings.anonymous_rate_per_minute)
-    return _match(state, session, body.profile, query=body.query, top=body.top, as_of=_as_of(body.as_of))
+    profile = _parse_profile(body.profile, "profile.")
+    return _package_response(state, session, store.canonical_hash(profile.stated()), profile, query=body.query,
+                             top=body.top, as_of=_as_of(body.as_of))
 
 
 def _enterprise_out(row: Any, changed: bool | None = None) -> dict[str, Any]:
@@ -526,9 +581,10 @@ def get_enterprise(uscc: str, request: Request, session: SessionDep, principal: 
 def get_package(uscc: str, request: Request, state: StateDep, session: SessionDep, principal: SignedIn,
                 query: Annotated[str | None, Query(max_length=500)] = None,
                 top: Annotated[int | None, Query(ge=1, le=200)] = None,
-                as_of: dt.date | None = None) -> dict[str, Any]:
+                as_of: dt.date | None = None) -> Response:
     row = _enterprise_for(session, principal, uscc, request)
-    return _match(state, session, row.profile, query=query, top=top, as_of=_as_of(as_of))
+    return _package_response(state, session, row.content_hash, lambda: parse_profile(row.profile), query=query,
+                             top=top, as_of=_as_of(as_of))
 
 
 @v1.get("/enterprises", response_model=list[EnterpriseHit], tags=["工作人员"], summary="按名称片段或统一社会信用代码查找企业")
@@ -756,20 +812,22 @@ def preview(policy_id: str, state: StateDep, session: SessionDep, principal: Adm
 
 @v1.post("/policies/{policy_id}/versions/{version}/publish", response_model=VersionOut, tags=["管理员"],
          summary="发布某一版本（原现行版本自动废止）")
-def publish(policy_id: str, version: int, session: SessionDep, principal: Admin) -> dict[str, Any]:
+def publish(policy_id: str, version: int, state: StateDep, session: SessionDep, principal: Admin) -> dict[str, Any]:
     row = _version(session, policy_id, version)
     if row.status == "published":
         raise ApiError(409, "already_published", f"版本{version}已是现行版本")
     store.set_status(session, row=row, status="published")
     session.commit()
+    state.invalidate()  # this worker answers with the new catalog at once (others within freshness_seconds)
     return {"policy_id": policy_id, "version": row.version, "status": row.status}
 
 
 @v1.post("/policies/{policy_id}/retire", response_model=VersionOut, tags=["管理员"], summary="废止现行版本")
-def retire(policy_id: str, session: SessionDep, principal: Admin) -> dict[str, Any]:
+def retire(policy_id: str, state: StateDep, session: SessionDep, principal: Admin) -> dict[str, Any]:
     row = _version(session, policy_id, None, "published")
     store.set_status(session, row=row, status="retired")
     session.commit()
+    state.invalidate()
     return {"policy_id": policy_id, "version": row.version, "status": row.status}
 
 
@@ -805,6 +863,7 @@ def create_app(settings: Settings | None = None, state: ServiceState | None = No
 
     mount_console(app)
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(Metrics)
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -835,18 +894,9 @@ def create_app(settings: Settings | None = None, state: ServiceState | None = No
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(DBAPIError)
+    @app.exception_handler(PoolTimeout)
     async def _db_down(_: Request, exc: Exception) -> JSONResponse:
         return _error(503, "database_unavailable", "数据库暂时不可用，请稍后重试")
-
-    @app.middleware("http")
-    async def _metrics(request: Request, call_next: Any) -> Any:
-        start = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        LATENCY.labels(path, request.method).observe(time.perf_counter() - start)
-        REQUESTS.labels(path, request.method, str(response.status_code)).inc()
-        return response
 
     @app.get("/healthz", tags=["运维"], summary="进程存活")
     def healthz() -> dict[str, str]:
@@ -857,7 +907,7 @@ def create_app(settings: Settings | None = None, state: ServiceState | None = No
         try:
             with Session(state.engine) as session:
                 matcher = state.matcher(session)
-        except (OperationalError, DBAPIError):
+        except (OperationalError, DBAPIError, PoolTimeout):
             return _error(503, "database_unavailable", "数据库暂时不可用")
         return {"status": "ready", "catalog_version": matcher.catalog.version, "model_id": matcher.model_id,
                 "policies": len(matcher.catalog)}

