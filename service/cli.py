@@ -63,7 +63,10 @@ def match(
         fail(f"找不到企业画像文件 {profile}")
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         fail(f"企业画像文件不是有效的JSON（{exc}）")
+    from service.importer import check_json_types
+
     try:
+        check_json_types(raw)  # JSON types strictly, as the API and the importer do (true is no number)
         parsed = parse_profile(raw)
     except ProfileError as exc:
         fail(str(exc))
@@ -372,6 +375,156 @@ def enterprises_import(
                f"拒绝 {report.rejected}（原因见 {report.errors_file}）")
     if report.rejected:
         raise typer.Exit(1)
+
+
+batch_app = typer.Typer(help="夜间批处理：为全部企业评分，找出新增推荐，写入待推送队列", no_args_is_help=True)
+push_app = typer.Typer(help="推送：投递待推送消息（webhook / JSONL 文件），死信重试，拒收设置", no_args_is_help=True)
+app.add_typer(batch_app, name="batch")
+app.add_typer(push_app, name="push")
+
+
+def _writer_engine():  # type: ignore[no-untyped-def]
+    """The schema migrated, then an engine whose SQLite transactions take the write lock up front."""
+    from service.push import writer_engine
+    from service.settings import get_settings
+
+    _engine().dispose()
+    return writer_engine(get_settings().database_url)
+
+
+@batch_app.command("run")
+def batch_run(
+    as_of: Annotated[str | None, typer.Option("--as-of", help="评估日期 YYYY-MM-DD，默认今天")] = None,
+    engine: Annotated[str, typer.Option("--engine", help="评分引擎：local（本机，可多进程）或 spark（PySpark）")] = "local",
+    workers: Annotated[int, typer.Option("--workers", help="评分进程数（spark：local[N]）")] = 1,
+    progress: Annotated[bool | None, typer.Option("--progress/--no-progress",
+                                                  help="进度条（默认：终端显示进度条，否则输出日志行）")] = None,
+) -> None:
+    """为全部企业评分（跳过画像与政策目录均未变化的企业），写入匹配快照和待推送消息，并打印运行报告。"""
+    from service.batch import ENGINES, BatchError, render_report, run_batch
+    from service.settings import get_settings
+
+    when = _as_of(as_of)
+    if engine not in ENGINES:
+        fail(f"--engine 应为 {'、'.join(ENGINES)} 之一，收到“{engine}”")
+    _in_range("--workers", workers, 1, 64)
+    db = _writer_engine()
+    try:
+        run = run_batch(db, get_settings(), as_of=when, engine_kind=engine, workers=workers, progress=progress,
+                        echo=lambda line: typer.echo(line, err=True))
+    except BatchError as exc:
+        fail(str(exc), 1)
+    typer.echo(render_report(run))
+
+
+@batch_app.command("status")
+def batch_status(
+    run_id: Annotated[int | None, typer.Option("--run", help="显示某次运行的完整报告")] = None,
+    limit: Annotated[int, typer.Option("--limit", help="列出最近N次运行")] = 10,
+    as_json: JsonFlag = False,
+) -> None:
+    """列出最近的批处理运行（状态、时间、评分与推送数量）。"""
+    from sqlmodel import Session
+
+    from service.batch import STATUS_LABELS, recent_runs, render_report
+    from service.db import BatchRun
+
+    _in_range("--limit", limit, 1, 1000)
+    db = _engine()
+    if run_id is not None:
+        with Session(db) as session:
+            run = session.get(BatchRun, run_id)
+        if run is None:
+            fail(f"--run：批处理 #{run_id} 不存在")
+        if as_json:
+            _emit(run.model_dump(mode="json"))
+        else:
+            typer.echo(render_report(run))
+        return
+    runs = recent_runs(db, limit)
+    if as_json:
+        _emit({"runs": [r.model_dump(mode="json") for r in runs]})
+        return
+    if not runs:
+        typer.echo("还没有批处理运行记录。")
+    for r in runs:
+        rep = r.report or {}
+        ent, items = rep.get("enterprises", {}), rep.get("items", {})
+        finished = f"{r.finished_at:%Y-%m-%d %H:%M:%S}" if r.finished_at else "-"
+        typer.echo(f"#{r.id}\t{STATUS_LABELS.get(r.status, r.status)}\t{r.started_at:%Y-%m-%d %H:%M:%S} → {finished}\t"
+                   f"评估日 {r.as_of}\t评分 {ent.get('scored', 0)}/{ent.get('to_score', 0)}\t新增 {items.get('new', 0)}\t"
+                   f"消息 {rep.get('messages', 0)}\t{rep.get('engine', '-')}")
+
+
+@push_app.command("deliver")
+def push_deliver(
+    channel: Annotated[str | None, typer.Option("--channel", help="webhook 或 file（默认 POLICYFIT_PUSH_CHANNEL）")] = None,
+    url: Annotated[str | None, typer.Option("--url", help="webhook 地址（默认 POLICYFIT_PUSH_WEBHOOK_URL）")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="file 渠道的 JSONL 文件（默认 POLICYFIT_PUSH_EXPORT_PATH）")] = None,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="等待退避与租约，直到没有待投递消息")] = False,
+) -> None:
+    """投递待推送消息：租约认领，幂等键，失败指数退避，多次失败转为死信。"""
+    from service.push import PushConfigError, deliver, make_channel, outbox_counts
+    from service.settings import get_settings
+
+    settings = get_settings()
+    try:
+        sender = make_channel(settings, channel=channel, url=url, out=out)
+    except PushConfigError as exc:
+        fail(str(exc))
+    db = _writer_engine()
+    report = deliver(db, settings, sender, wait=wait, say=lambda line: typer.echo(line, err=True))
+    counts = outbox_counts(db)
+    typer.echo(f"已投递 {report.delivered}，失败 {report.failed}（其中转为死信 {report.dead}）；"
+               f"队列：待投递 {counts.get('pending', 0)}，已投递 {counts.get('delivered', 0)}，死信 {counts.get('dead', 0)}")
+
+
+@push_app.command("retry-dead")
+def push_retry_dead(
+    uscc: Annotated[str | None, typer.Option("--uscc", help="只重试这家企业的死信")] = None,
+) -> None:
+    """把死信重新放回待投递队列（尝试次数清零）。"""
+    from service.push import retry_dead
+
+    n = retry_dead(_writer_engine(), uscc=uscc.strip().upper() if uscc else None)
+    typer.echo(f"已将 {n} 条死信放回待投递队列")
+
+
+@push_app.command("status")
+def push_status() -> None:
+    """待推送队列：各状态数量与最近的死信。"""
+    from service.push import dead_letters, outbox_counts
+
+    db = _engine()
+    counts = outbox_counts(db)
+    typer.echo(f"待投递 {counts.get('pending', 0)}，已投递 {counts.get('delivered', 0)}，死信 {counts.get('dead', 0)}")
+    for key, attempts, error in dead_letters(db):
+        typer.echo(f"  死信 {key}：尝试 {attempts} 次，最后错误：{error or '-'}")
+
+
+def _opt(uscc: str, opted_out: bool) -> None:
+    from profiles.uscc import UsccError, normalize_uscc
+    from service.push import set_opt_out
+
+    try:
+        code = normalize_uscc(uscc)
+    except UsccError as exc:
+        fail(f"USCC（统一社会信用代码）：{exc}")
+    if not set_opt_out(_writer_engine(), uscc=code, opted_out=opted_out):
+        fail(f"企业 {code} 不存在")
+    typer.echo(f"企业 {code} {'已拒收推送' if opted_out else '已恢复接收推送'}")
+
+
+@push_app.command("opt-out")
+def push_opt_out(uscc: Annotated[str, typer.Argument(help="统一社会信用代码")]) -> None:
+    """企业拒收推送：此后批处理不再为其生成消息。"""
+    _opt(uscc, True)
+
+
+@push_app.command("opt-in")
+def push_opt_in(uscc: Annotated[str, typer.Argument(help="统一社会信用代码")]) -> None:
+    """企业恢复接收推送。"""
+    _opt(uscc, False)
 
 
 @app.command()

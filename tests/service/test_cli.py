@@ -102,6 +102,8 @@ def test_small_manufacturer_gets_the_union_fee_refund_with_its_value() -> None:
         ({"industry_code": "C99"}, "industry_code", "不属于门类C"),
         ({"established_on": "2020-13-01"}, "established_on", "日期"),
         ({"business_scope": "x" * 2001}, "business_scope", "过长"),
+        ({"employees": True}, "employees", "应为整数"),  # JSON true is no number (no lax coercion)
+        ({"annual_revenue_wan": "1200"}, "annual_revenue_wan", "应为数字"),
     ],
 )
 def test_invalid_profiles_exit_2_with_one_line_naming_the_field(
