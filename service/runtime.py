@@ -24,5 +24,8 @@ def get_embedder() -> Embedder:
 @lru_cache
 def get_matcher() -> Matcher:
     settings = get_settings()
-    return Matcher.build(get_catalog(), embedder=get_embedder(),
-                         index_dir=settings.data_dir / "indexes" / "policies")
+    catalog = get_catalog()
+    # one directory per catalog fingerprint (as the service does): a CLI over edited YAML files and a
+    # service over its database may share a data dir without overwriting each other's index
+    return Matcher.build(catalog, embedder=get_embedder(),
+                         index_dir=settings.data_dir / "indexes" / "files" / catalog.fingerprint[:16])
