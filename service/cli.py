@@ -539,7 +539,12 @@ def serve(
     _in_range("--port", port, 1, 65535)
     _in_range("--workers", workers, 1, 16)
     _engine()  # migrate once, before the workers start
-    typer.echo(f"policyfit 服务：http://{host}:{port}/docs（接口文档） · /readyz · /metrics")
+    base = f"http://{host}:{port}"
+    typer.echo(f"policyfit 服务已启动（{workers}个工作进程）：\n"
+               f"  热线工作台  {base}/console（用工作人员令牌登录）\n"
+               f"  政策计算器  {base}/calculator（无需登录）\n"
+               f"  接口文档    {base}/docs\n"
+               f"  运维        {base}/readyz · {base}/metrics")
     uvicorn.run("service.asgi:app", host=host, port=port, workers=workers, log_level="warning")
 
 
