@@ -906,6 +906,7 @@ def create_app(settings: Settings | None = None, state: ServiceState | None = No
     def readyz(state: StateDep) -> Any:
         try:
             with Session(state.engine) as session:
+                store.catalog_revision(session)  # a real round trip: ready means the database answers now
                 matcher = state.matcher(session)
         except (OperationalError, DBAPIError, PoolTimeout):
             return _error(503, "database_unavailable", "数据库暂时不可用")
