@@ -1,4 +1,7 @@
-"""Load and validate the catalog: every problem is reported as ``file:line: key: message``."""
+"""Load and validate the catalog: every problem is reported as ``file:line: key: message``.
+
+The message is Chinese (policy officers read it); file, line and key stay machine-readable.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +14,9 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from policies.messages import pydantic_message, show_value, suggest_zh, type_name, yaml_problem
 from policies.rules import RuleError, parse_rule
 from policies.schema import Policy
-from profiles.fields import suggest
 
 CATALOG_DIR = Path(__file__).with_name("catalog")
 
@@ -55,7 +58,12 @@ class _LineLoader(yaml.SafeLoader):
             key = self.construct_object(key_node, deep=deep)
             if key in out:
                 self.duplicates.append((str(key), key_node.start_mark.line + 1))
-            out[key] = self.construct_object(value_node, deep=deep)
+            try:
+                out[key] = self.construct_object(value_node, deep=deep)
+            except ValueError as exc:  # e.g. a date that does not exist: 2023-13-01
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"invalid value {value_node.value!r}: {exc}", value_node.start_mark
+                ) from None
             out.lines[str(key)] = key_node.start_mark.line + 1
         return out
 
@@ -106,15 +114,18 @@ def parse_policy_file(path: Path, display: str | None = None) -> tuple[Policy | 
         data, duplicates = read_yaml(path)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        return None, [Problem(name, (mark.line + 1) if mark else 1, "yaml", str(exc).splitlines()[0])]
-    problems = [Problem(name, line, key, "duplicate key") for key, line in duplicates]
+        return None, [Problem(name, (mark.line + 1) if mark else 1, "yaml", yaml_problem(exc))]
+    except UnicodeDecodeError:
+        return None, [Problem(name, 1, "file", "文件不是 UTF-8 编码，请另存为 UTF-8 后重试")]
+    problems = [Problem(name, line, key, f"键“{key}”重复出现（同一层级只能写一次）") for key, line in duplicates]
     if not isinstance(data, Mapping):
-        return None, problems + [Problem(name, 1, "file", "a policy file must be a YAML mapping")]
+        what = "空文件" if data is None else f"{type_name(data)} {show_value(data)}"
+        return None, problems + [Problem(name, 1, "file", f"政策文件应为 YAML 映射（每行“键: 值”），实际为{what}")]
     known = set(Policy.model_fields)
     for key in data:
         if key not in known:
             problems.append(
-                Problem(name, line_of(data, [key]), str(key), f"unknown field '{key}'{suggest(key, known)}")
+                Problem(name, line_of(data, [key]), str(key), f"未知字段“{key}”{suggest_zh(key, known)}")
             )
     if "eligibility" in data:
         try:
@@ -129,14 +140,13 @@ def parse_policy_file(path: Path, display: str | None = None) -> tuple[Policy | 
             loc = list(err["loc"])
             if loc and loc[0] == "eligibility" or (loc and str(loc[0]) not in known):
                 continue  # reported above with a precise path
-            msg = err["msg"].removeprefix("Value error, ")
-            if err["type"] == "missing":
-                msg = f"required field '{'.'.join(map(str, loc))}' is missing"
+            msg = pydantic_message(err)
             problems.append(Problem(name, line_of(data, loc), ".".join(map(str, loc)) or "file", msg))
         return None, problems
     stem = path.name.removesuffix(".yaml")
     if policy.id != stem:
-        problems.append(Problem(name, line_of(data, ["id"]), "id", f"id '{policy.id}' must match the file name '{stem}.yaml'"))
+        problems.append(Problem(name, line_of(data, ["id"]), "id",
+                                f"政策ID“{policy.id}”与文件名“{path.name}”不一致：ID 应与文件名（不含 .yaml）相同"))
     return (None if problems else policy), problems
 
 
@@ -175,7 +185,7 @@ def load_catalog(directory: Path | str = CATALOG_DIR) -> Catalog:
     first_seen: dict[str, str] = {}
     digest = hashlib.sha256()
     if not files:
-        raise CatalogError([Problem(str(directory), 0, "catalog", "no policy files found")])
+        raise CatalogError([Problem(str(directory), 0, "catalog", "目录中没有政策文件（*.yaml）")])
     for path in files:
         digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
         policy, found = parse_policy_file(path)
@@ -183,7 +193,7 @@ def load_catalog(directory: Path | str = CATALOG_DIR) -> Catalog:
         if policy is None:
             continue
         if policy.id in policies:
-            problems.append(Problem(path.name, 1, "id", f"duplicate id '{policy.id}' (also in {first_seen[policy.id]})"))
+            problems.append(Problem(path.name, 1, "id", f"政策ID“{policy.id}”重复（{first_seen[policy.id]} 中已使用）"))
             continue
         policies[policy.id] = policy
         first_seen[policy.id] = path.name

@@ -15,7 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from profiles.fields import FIELDS, RULE_FIELDS, Kind, suggest
+from policies.messages import KIND_NAMES, field_ref, quoted, show_value, suggest_zh, type_name
+from profiles.fields import FIELDS, RULE_FIELDS, Kind
 
 #: Operators per field kind, with the Chinese phrase used in explanations.
 OPERATORS: dict[str, str] = {
@@ -40,7 +41,10 @@ KIND_OPERATORS: dict[Kind, tuple[str, ...]] = {
 
 
 class RuleError(ValueError):
-    """A rule that cannot be compiled; ``path`` points into the YAML (e.g. ``all[1].in``)."""
+    """A rule that cannot be compiled; ``path`` points into the YAML (e.g. ``all[1].in``).
+
+    The message is Chinese (policy officers read it) and names the key, field and value at fault.
+    """
 
     def __init__(self, message: str, path: str = "") -> None:
         super().__init__(message)
@@ -98,69 +102,87 @@ def vocabulary(field_name: str) -> dict[str, str]:
 def parse_rule(data: Any, path: str = "") -> Rule:
     """Parse and validate one rule tree; raises :class:`RuleError` naming the clause."""
     if not isinstance(data, dict):
-        raise RuleError(f"a rule must be a mapping, got {type(data).__name__}", path)
+        raise RuleError(
+            f"规则应为映射（如 all: […]，或 {{field: 字段, 运算符: 取值}}），实际为{type_name(data)} {show_value(data)}",
+            path,
+        )
     keys = set(data)
     for combinator in ("all", "any"):
         if combinator in keys:
             if keys != {combinator}:
-                extra = sorted(keys - {combinator})
-                raise RuleError(f"'{combinator}' cannot be combined with {extra}", path)
+                extra = sorted(map(str, keys - {combinator}))
+                raise RuleError(f"“{combinator}”不能与其他键同时出现：{quoted(extra)}", path)
             items = data[combinator]
             if not isinstance(items, list):
-                raise RuleError(f"'{combinator}' takes a list of rules", f"{path}.{combinator}")
+                raise RuleError(
+                    f"“{combinator}”后应为规则列表，实际为{type_name(items)} {show_value(items)}",
+                    f"{path}.{combinator}".lstrip("."),
+                )
             children = tuple(
                 parse_rule(item, f"{path}.{combinator}[{i}]".lstrip(".")) for i, item in enumerate(items)
             )
             if combinator == "any" and not children:
-                raise RuleError("'any' needs at least one rule", f"{path}.any".lstrip("."))
+                raise RuleError("“any”至少需要一条规则", f"{path}.any".lstrip("."))
             return All(children) if combinator == "all" else Any_(children)
     if "not" in keys:
         if keys != {"not"}:
-            raise RuleError(f"'not' cannot be combined with {sorted(keys - {'not'})}", path)
+            raise RuleError(f"“not”不能与其他键同时出现：{quoted(sorted(map(str, keys - {'not'})))}", path)
         return Not(parse_rule(data["not"], f"{path}.not".lstrip(".")))
     return _parse_leaf(data, path)
 
 
 def _parse_leaf(data: dict[str, Any], path: str) -> Leaf:
     if "field" not in data:
+        first = next(iter(data), "")
         raise RuleError(
-            f"unknown rule keys {sorted(data)}: expected 'all', 'any', 'not' or a comparison "
-            f"with 'field'{suggest(next(iter(data), ''), ['all', 'any', 'not', 'field'])}",
+            f"无法识别的规则键：{quoted(sorted(map(str, data))) or '（空）'}；应为“all”“any”“not”，"
+            f"或以“field”指明字段的比较条件{suggest_zh(first, ['all', 'any', 'not', 'field'])}",
             path,
         )
     name = data["field"]
     here = f"{path}.field".lstrip(".")
+    if not isinstance(name, str):
+        raise RuleError(f"“field”后应为字段名，实际为{type_name(name)} {show_value(name)}", here)
     if name not in FIELDS:
-        raise RuleError(f"unknown field '{name}'{suggest(name, RULE_FIELDS)}", here)
+        raise RuleError(f"未知字段{show_value(name)}{suggest_zh(name, RULE_FIELDS)}", here)
     if name not in RULE_FIELDS:
         raise RuleError(
-            f"field '{name}' is {FIELDS[name].kind.value} and cannot be compared in a rule"
-            + (" — use 'age_years'" if name == "established_on" else ""),
+            f"字段{field_ref(name)}是{KIND_NAMES[FIELDS[name].kind]}字段，不能在规则中比较"
+            + (f"，请改用{field_ref('age_years')}" if name == "established_on" else ""),
             here,
         )
     kind = FIELDS[name].kind
     ops = [k for k in data if k not in ("field", "note")]
     if len(ops) != 1:
-        raise RuleError(f"a comparison needs exactly one operator, got {ops or 'none'}", path)
+        raise RuleError(
+            f"比较条件须有且只有一个运算符，实际{'为' + quoted(ops) if ops else '没有运算符'}"
+            f"（可用：{'、'.join(KIND_OPERATORS[kind])}）",
+            path,
+        )
     op = ops[0]
     here = f"{path}.{op}".lstrip(".")
     allowed = KIND_OPERATORS[kind]
     if op not in allowed:
-        hint = suggest(op, allowed) if op not in OPERATORS else ""
+        hint = suggest_zh(op, allowed) if op not in OPERATORS else ""
         raise RuleError(
-            f"operator '{op}' does not apply to {kind.value} field '{name}' "
-            f"(allowed: {', '.join(allowed)}){hint}",
+            f"{'运算符' if op in OPERATORS else '未知运算符'}“{op}”不适用于{KIND_NAMES[kind]}字段{field_ref(name)}，"
+            f"可用的运算符：{'、'.join(allowed)}{hint}",
             here,
         )
     raw = data[op]
     value: Any
     if op in ("in", "not_in", "has_any", "has_all", "has_none"):
         if not isinstance(raw, list) or not raw:
-            raise RuleError(f"'{op}' takes a non-empty list of values", here)
+            got = "" if isinstance(raw, list) else f"，实际为{type_name(raw)} {show_value(raw)}"
+            if isinstance(raw, str | int | float) and not isinstance(raw, bool):
+                got += f"（请写成 [{raw}]）"
+            raise RuleError(f"“{op}”需要非空的取值列表{got}", here)
         value = tuple(_check_value(name, kind, v, here) for v in raw)
     else:
         if isinstance(raw, list):
-            raise RuleError(f"'{op}' takes one value, not a list — use 'in'", here)
+            raise RuleError(
+                f"“{op}”只接受单个取值，不能是列表" + ("；多个取值请用“in”" if kind is Kind.CATEGORY else ""), here
+            )
         value = _check_value(name, kind, raw, here)
     return Leaf(field=name, op=op, value=value, note=str(data.get("note", "")))
 
@@ -168,16 +190,19 @@ def _parse_leaf(data: dict[str, Any], path: str) -> Leaf:
 def _check_value(name: str, kind: Kind, value: Any, path: str) -> Any:
     if kind is Kind.NUMBER:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise RuleError(f"field '{name}' is a number; got {value!r}", path)
-        return float(value)
+            raise RuleError(f"字段{field_ref(name)}是数值字段，取值应为数字，实际为 {show_value(value)}", path)
+        try:
+            return float(value)
+        except OverflowError:
+            raise RuleError(f"字段{field_ref(name)}的取值 {show_value(value)} 超出数值范围", path) from None
     if kind is Kind.BOOL:
         if not isinstance(value, bool):
-            raise RuleError(f"field '{name}' is true/false; got {value!r}", path)
+            raise RuleError(f"字段{field_ref(name)}的取值应为 true 或 false，实际为 {show_value(value)}", path)
         return value
     text = str(value)
     vocab = vocabulary(name)
     if text not in vocab:
-        raise RuleError(f"'{text}' is not a value of '{name}'{suggest(text, vocab)}", path)
+        raise RuleError(f"取值{show_value(text)}不是字段{field_ref(name)}的可选值{suggest_zh(text, vocab)}", path)
     return text
 
 

@@ -72,10 +72,10 @@ class Source(_Strict):
     @model_validator(mode="after")
     def _one_origin(self) -> Source:
         if (self.task_no is None) == (self.measure_no is None):
-            raise ValueError("give exactly one of task_no (1–160) or measure_no (1–10)")
+            raise ValueError("task_no（附件1 序号 1–160）与 measure_no（附件2 举措 1–10）须填写且只能填写其中一项")
         for no in self.related_tasks:
             if not 1 <= no <= 160:
-                raise ValueError(f"related task {no} is not between 1 and 160")
+                raise ValueError(f"related_tasks 中的任务序号 {no} 不在 1–160 之间")
         return self
 
 
@@ -139,9 +139,10 @@ class Policy(_Strict):
     def _known_code(cls, value: str, info: ValidationInfo) -> str:
         allowed = CATEGORIES if info.field_name == "category" else BENEFIT_TYPES
         if value not in allowed:
-            from profiles.fields import suggest
+            from policies.messages import suggest_zh
 
-            raise ValueError(f"unknown {info.field_name} '{value}'{suggest(value, allowed)}")
+            what = "政策类别" if info.field_name == "category" else "惠企方式"
+            raise ValueError(f"未知的{what}“{value}”{suggest_zh(value, allowed)}")
         return value
 
     @field_validator("eligibility")
@@ -153,9 +154,11 @@ class Policy(_Strict):
     @model_validator(mode="after")
     def _dates_and_triggers(self) -> Policy:
         if self.effective_to is not None and self.effective_to < self.effective_from:
-            raise ValueError("effective_to is before effective_from")
+            raise ValueError(
+                f"失效日期 effective_to（{self.effective_to}）早于生效日期 effective_from（{self.effective_from}）"
+            )
         if self.delivery == "on_trigger" and not self.triggers:
-            raise ValueError("an on_trigger policy needs at least one trigger")
+            raise ValueError("delivery 为 on_trigger 的政策至少需要一个触发词（triggers）")
         return self
 
     @cached_property

@@ -420,10 +420,11 @@ def test_admin_lifecycle_create_preview_publish_update_retire(client: TestClient
 
 
 @pytest.mark.parametrize(("rule", "field", "words"), [
-    ({"all": [{"field": "employes", "ge": 5}]}, "eligibility.all[0].field", "employes"),
-    ({"all": [{"field": "size", "in": ["tiny"]}]}, "eligibility.all[0].in", "tiny"),
-    ({"any": []}, "eligibility.any", "any"),
-    ({"all": [{"not": {"field": "employees", "lt": "many"}}]}, "eligibility.all[0].not.lt", "employees"),
+    ({"all": [{"field": "employes", "ge": 5}]}, "eligibility.all[0].field", "未知字段“employes”，是否应为“employees”？"),
+    ({"all": [{"field": "size", "in": ["tiny"]}]}, "eligibility.all[0].in", "取值“tiny”不是字段“size”（企业规模）的可选值"),
+    ({"any": []}, "eligibility.any", "“any”至少需要一条规则"),
+    ({"all": [{"not": {"field": "employees", "lt": "many"}}]}, "eligibility.all[0].not.lt",
+     "字段“employees”（从业人员）是数值字段，取值应为数字，实际为 “many”"),
     ("size is small", "eligibility", "规则"),
 ])
 def test_rule_is_validated_on_write_naming_the_clause(client: TestClient, tokens: Tokens, rule: Any, field: str,
