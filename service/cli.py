@@ -538,7 +538,12 @@ def serve(
 
     _in_range("--port", port, 1, 65535)
     _in_range("--workers", workers, 1, 16)
-    _engine()  # migrate once, before the workers start
+    from service.settings import get_settings
+    from service.state import sync_catalog
+
+    engine = _engine()  # migrate once, before the workers start
+    sync_catalog(engine, get_settings())  # and load the catalog once: workers then find nothing to write
+    engine.dispose()
     base = f"http://{host}:{port}"
     typer.echo(f"policyfit 服务已启动（{workers}个工作进程）：\n"
                f"  热线工作台  {base}/console（用工作人员令牌登录）\n"

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from matching.columns import ProfileBatch
@@ -63,9 +64,7 @@ class ServiceState:
         upgrade(engine)
         embedder = load_embedder(settings.embedding_model, cache_dir=settings.data_dir / "cache")
         state = cls(settings, engine, embedder)
-        with Session(engine) as session:
-            store.sync_catalog_files(session, policies=load_catalog(settings.catalog_dir))
-            session.commit()
+        sync_catalog(engine, settings)
         return state
 
     # ---- freshness: what a worker may trust for ``settings.freshness_seconds`` ----------------
@@ -199,6 +198,25 @@ class PackageCache:
                 while len(self._data) > self.size:
                     self._data.popitem(last=False)
         return value
+
+
+def sync_catalog(engine: Engine, settings: Settings, attempts: int = 5) -> int:
+    """Load the YAML catalog into the database (``store.sync_catalog_files``), safe when several
+    processes start at once on a fresh database: the loser of a race on the same (policy, version)
+    gets a unique-key violation, rolls back and syncs again — then finding the winner's rows."""
+    policies = list(load_catalog(settings.catalog_dir).policies.values())
+    for attempt in range(1, attempts + 1):
+        with Session(engine) as session:
+            try:
+                changed = store.sync_catalog_files(session, policies=policies)
+                session.commit()
+                return changed
+            except IntegrityError:
+                session.rollback()
+                if attempt == attempts:
+                    raise
+                time.sleep(0.05 * attempt)
+    raise AssertionError("unreachable")
 
 
 def published_catalog(session: Session, settings: Settings) -> Catalog:

@@ -1,0 +1,108 @@
+"""Starting the service on a fresh database: what `make run` does for a newcomer.
+
+Several workers start at once and each loads the YAML catalog into the database; on a fresh database
+they race on the same (policy, version) rows. `policyfit serve` loads the catalog once before the
+workers start, and each worker's own load survives losing the race (a unique-key violation → roll
+back and load again, finding the winner's rows).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from service import store
+from service.db import PolicyVersion, make_engine
+from service.migrate import upgrade
+from service.settings import Settings
+from service.state import sync_catalog
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_a_worker_that_loses_the_catalog_race_loads_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'race.db'}", data_dir=tmp_path)
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    real = store.sync_catalog_files
+    calls = 0
+
+    def racing(session: Session, *, policies: Any) -> int:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            policies = list(policies)
+            with Session(engine) as other:  # another worker wins the race and commits first
+                real(other, policies=policies)
+                other.commit()
+            raise IntegrityError("INSERT INTO policy_version …", {}, Exception("UNIQUE constraint failed"))
+        return real(session, policies=policies)
+
+    monkeypatch.setattr(store, "sync_catalog_files", racing)
+    assert sync_catalog(engine, settings) == 0  # the second attempt finds every row in place
+    assert calls == 2
+    with Session(engine) as session:
+        published = session.exec(select(PolicyVersion).where(PolicyVersion.status == "published")).all()
+    assert len(published) == len(list((ROOT / "policies" / "catalog").glob("*.yaml")))
+    engine.dispose()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("serve")
+def test_serve_with_two_workers_starts_on_a_fresh_database(tmp_path: Path) -> None:
+    """The real `policyfit serve --workers 2` on an empty SQLite file: every worker comes up, the API,
+    the console and the calculator answer (the shared data dir keeps the embedding cache warm)."""
+    port = _free_port()
+    env = {**os.environ, "POLICYFIT_DATABASE_URL": f"sqlite:///{tmp_path / 'fresh.db'}"}
+    log = (tmp_path / "serve.log").open("wb")
+    proc = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port), "--workers", "2"],
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        ready = False
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            while time.monotonic() < deadline and proc.poll() is None:
+                try:
+                    if client.get("/readyz").status_code == 200:
+                        ready = True
+                        break
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.5)
+            log.flush()
+            assert ready and proc.poll() is None, (tmp_path / "serve.log").read_text(errors="replace")[-3000:]
+            # both workers must have started: hit the service enough to reach each
+            for _ in range(20):
+                assert client.get("/readyz").status_code == 200
+            assert client.get("/console/login").status_code == 200
+            assert client.get("/calculator").status_code == 200
+            body = client.post("/v1/match", json={"profile": {"uscc": "91320312MA1Q7E3K29", "name": "测试",
+                                                               "employees": 20}}).json()
+            assert body["catalog_version"] and "package" in body
+        text = (tmp_path / "serve.log").read_text(errors="replace")
+        assert "Traceback" not in text and "failed" not in text.lower(), text[-3000:]
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
