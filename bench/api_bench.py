@@ -148,22 +148,10 @@ class Server:
 @contextlib.contextmanager
 def postgres_schema(base_url: str) -> Iterator[str]:
     """A fresh schema on the given server; yields the service URL pinned to it; drops it after."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
+    from service.db import postgres_schema as schema_on
 
-    schema = f"policyfit_bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(base_url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5})
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-        url = make_url(base_url).update_query_dict({"options": f"-csearch_path={schema}"})
-        try:
-            yield url.render_as_string(hide_password=False)
-        finally:
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-    finally:
-        admin.dispose()
+    with schema_on(base_url, f"policyfit_bench_{uuid.uuid4().hex[:10]}") as url:
+        yield url
 
 
 def seed(url: str, data_dir: Path, n: int) -> dict[str, Any]:

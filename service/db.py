@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, UniqueConstraint, event
-from sqlalchemy.engine import Engine
+from sqlalchemy import JSON, Column, Index, UniqueConstraint, event, text
+from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Field, Session, SQLModel, create_engine
 
 
@@ -249,3 +250,23 @@ def _tolerate_server_shutdown(engine: Engine) -> None:
 def sessions(engine: Engine) -> Iterator[Session]:
     with Session(engine) as session:
         yield session
+
+
+@contextmanager
+def postgres_schema(base_url: str, schema: str) -> Iterator[str]:
+    """A fresh, empty schema on the PostgreSQL server of ``base_url``; yields a URL whose connections
+    use it (``options=-csearch_path=<schema>``) and drops it afterwards. Tests and benchmarks use it to
+    share one server without sharing tables."""
+    admin = create_engine(base_url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5})
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        url = make_url(base_url).update_query_dict({"options": f"-csearch_path={schema}"})
+        try:
+            yield url.render_as_string(hide_password=False)
+        finally:
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+    finally:
+        admin.dispose()

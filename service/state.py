@@ -90,32 +90,25 @@ class ServiceState:
         cached = self._tokens.get(store.hash_token(token))
         if cached is None or not self._fresh(cached[0]):
             return None
-        _, principal, expires = cached
-        if principal is None or (expires is not None and store.as_utc(expires) <= store.utcnow()):
-            return (None,)
-        return (principal,)
+        return (_unexpired(cached),)
 
     def principal(self, session: Session, token: str) -> store.Principal | None:
         """Who a bearer token is (None: unknown, revoked or expired), re-read once per ``freshness_seconds``.
 
         A revoked token is refused by every worker within that time; an expiry is checked on every call.
         """
-        key = store.hash_token(token)
-        cached = self._tokens.get(key)
-        now = store.utcnow()
-        if cached is None or not self._fresh(cached[0]):
-            found = store.token_for(session, token_hash=key)
-            if len(self._tokens) >= 10_000:
-                self._tokens.clear()
-            principal = expires = None
-            if found is not None and found.revoked_at is None:
-                principal = store.Principal(found.id, found.role, found.label, found.uscc)
-                expires = found.expires_at
-            cached = self._tokens[key] = (time.monotonic(), principal, expires)
-        _, principal, expires = cached
-        if principal is None or (expires is not None and store.as_utc(expires) <= now):
-            return None
-        return principal
+        known = self.known_principal(token)
+        if known is not None:
+            return known[0]
+        found = store.token_for(session, token_hash=store.hash_token(token))
+        if len(self._tokens) >= 10_000:
+            self._tokens.clear()
+        principal = expires = None
+        if found is not None and found.revoked_at is None:
+            principal = store.Principal(found.id, found.role, found.label, found.uscc)
+            expires = found.expires_at
+        cached = self._tokens[store.hash_token(token)] = (time.monotonic(), principal, expires)
+        return _unexpired(cached)
 
     def package(self, key: tuple[Any, ...], compute: Any) -> bytes:
         """The package's JSON for ``key`` (content hash, catalog revision, date, query, top), computed once."""
@@ -167,6 +160,14 @@ class ServiceState:
                                       fingerprint=str(population.revision))
         self._enterprise_index = (population.revision, index)
         return index
+
+
+def _unexpired(cached: tuple[float, store.Principal | None, dt.datetime | None]) -> store.Principal | None:
+    """The cached principal unless its token has expired since (expiry is checked on every request)."""
+    _, principal, expires = cached
+    if principal is None or (expires is not None and store.as_utc(expires) <= store.utcnow()):
+        return None
+    return principal
 
 
 class PackageCache:

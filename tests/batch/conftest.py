@@ -17,14 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from profiles.model import parse_profile
 from profiles.synth import synthesize
 from service import store
 from service.batch import Prepared, prepare
+from service.db import postgres_schema
 from service.migrate import upgrade
 from service.push import writer_engine
 from service.settings import Settings
@@ -39,17 +39,8 @@ def database_url(tmp_path: Path) -> Iterator[str]:
     if not base:
         yield f"sqlite:///{tmp_path / 'policyfit.db'}"
         return
-    schema = f"pf_batch_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        admin.dispose()
+    with postgres_schema(base, f"pf_batch_{uuid.uuid4().hex[:12]}") as url:
+        yield url
 
 
 def make_settings(database_url: str, **changes: Any) -> Settings:

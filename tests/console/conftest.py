@@ -19,9 +19,8 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
+from service.db import postgres_schema
 from service.settings import Settings
 from service.state import ServiceState
 from tests.service import conftest as service_fixtures
@@ -48,18 +47,8 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if not base:
         yield f"sqlite:///{tmp_path_factory.mktemp('console-db') / 'policyfit.db'}"
         return
-    schema = f"pf_console_{worker_id()}_{os.getpid()}".lower()
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        admin.dispose()
+    with postgres_schema(base, f"pf_console_{worker_id()}_{os.getpid()}".lower()) as url:
+        yield url
 
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')

@@ -20,14 +20,13 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
 from profiles.model import parse_profile
 from profiles.synth import synthesize
 from profiles.uscc import ALPHABET, check_character
 from service import store
+from service.db import postgres_schema
 from service.settings import Settings
 from service.state import ServiceState
 
@@ -63,18 +62,8 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if not base:
         yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'policyfit.db'}"
         return
-    schema = f"pf_test_{worker_id()}_{os.getpid()}".lower()
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        admin.dispose()
+    with postgres_schema(base, f"pf_test_{worker_id()}_{os.getpid()}".lower()) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
