@@ -486,7 +486,8 @@ def push_retry_dead(
     """把死信重新放回待投递队列（尝试次数清零）。"""
     from service.push import retry_dead
 
-    n = retry_dead(_writer_engine(), uscc=uscc.strip().upper() if uscc else None)
+    code = _uscc_arg(uscc, "--uscc") if uscc is not None else None
+    n = retry_dead(_writer_engine(), uscc=code)
     typer.echo(f"已将 {n} 条死信放回待投递队列")
 
 
@@ -502,14 +503,20 @@ def push_status() -> None:
         typer.echo(f"  死信 {key}：尝试 {attempts} 次，最后错误：{error or '-'}")
 
 
-def _opt(uscc: str, opted_out: bool) -> None:
+def _uscc_arg(value: str, name: str = "USCC") -> str:
+    """A USCC given on the command line, normalised; exit 2 naming the argument when invalid."""
     from profiles.uscc import UsccError, normalize_uscc
-    from service.push import set_opt_out
 
     try:
-        code = normalize_uscc(uscc)
+        return normalize_uscc(value)
     except UsccError as exc:
-        fail(f"USCC（统一社会信用代码）：{exc}")
+        fail(f"{name}（统一社会信用代码）：{exc}")
+
+
+def _opt(uscc: str, opted_out: bool) -> None:
+    from service.push import set_opt_out
+
+    code = _uscc_arg(uscc)
     if not set_opt_out(_writer_engine(), uscc=code, opted_out=opted_out):
         fail(f"企业 {code} 不存在")
     typer.echo(f"企业 {code} {'已拒收推送' if opted_out else '已恢复接收推送'}")

@@ -164,3 +164,19 @@ def test_bad_options_are_refused_in_chinese(args: list[str]) -> None:
     result = runner.invoke(app, args)
     assert result.exit_code == 2
     assert result.stderr.startswith("错误：") and len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["batch", "run", "--as-of", "2024-13-01"], "--as-of"),
+    (["batch", "run", "--engine", "gpu"], "--engine"),
+    (["batch", "run", "--workers", "0"], "--workers"),
+    (["push", "deliver", "--channel", "fax"], "--channel"),
+    (["push", "deliver", "--channel", "webhook", "--url", "notaurl"], "--url"),
+    (["push", "opt-out", "123"], "统一社会信用代码"),
+    (["push", "retry-dead", "--uscc", "abc"], "--uscc"),
+])
+def test_batch_and_push_refuse_bad_arguments_in_chinese(args: list[str], words: str) -> None:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and words in lines[0] and lines[0].startswith("错误"), lines
