@@ -72,6 +72,23 @@ class ApiToken(SQLModel, table=True):
     revoked_at: dt.datetime | None = None
 
 
+class ConsoleSession(SQLModel, table=True):
+    """One signed-in console session (server-side, so every worker sees it and logout really ends it).
+
+    The cookie holds a random session id; only its SHA-256 is stored (``session_hash``). The session
+    belongs to the staff token it was opened with (``token_id``): revoking or expiring that token ends
+    it. It ends after ``POLICYFIT_CONSOLE_IDLE_MINUTES`` without a request (``last_seen_at``) and
+    ``POLICYFIT_CONSOLE_SESSION_HOURS`` after sign-in (``created_at``), whichever comes first.
+    """
+
+    __tablename__ = "console_session"
+    id: int | None = Field(default=None, primary_key=True)
+    session_hash: str = Field(unique=True, max_length=64)
+    token_id: int = Field(index=True)
+    created_at: dt.datetime = Field(default_factory=utcnow)
+    last_seen_at: dt.datetime = Field(default_factory=utcnow, index=True)
+
+
 class AuditLog(SQLModel, table=True):
     __tablename__ = "audit_log"
     id: int | None = Field(default=None, primary_key=True)
