@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -152,11 +153,20 @@ def parse_policy_file(path: Path, display: str | None = None) -> tuple[Policy | 
 
 @dataclass(frozen=True)
 class Catalog:
-    """The loaded catalog: policies by id (file order = id order), and its fingerprint."""
+    """The loaded catalog: every entry by id (file order = id order), and its fingerprint.
 
-    policies: dict[str, Policy]
+    ``entries`` holds every kind (policy, commitment, plan_work): all of them are findable.
+    Iteration, ``len`` and ``policies`` see only ``kind == "policy"`` entries — the ones the rule
+    engine, packages and the nightly push work on. ``catalog[id]`` finds any entry.
+    """
+
+    entries: dict[str, Policy]
     fingerprint: str
     directory: Path = field(default=CATALOG_DIR)
+
+    @cached_property
+    def policies(self) -> dict[str, Policy]:
+        return {pid: p for pid, p in self.entries.items() if p.kind == "policy"}
 
     @property
     def version(self) -> str:
@@ -170,10 +180,17 @@ class Catalog:
         return len(self.policies)
 
     def __getitem__(self, policy_id: str) -> Policy:
-        return self.policies[policy_id]
+        return self.entries[policy_id]
+
+    def __contains__(self, policy_id: object) -> bool:
+        return policy_id in self.entries
 
     def published(self) -> list[Policy]:
         return [p for p in self if p.status == "published"]
+
+    def all_entries(self) -> list[Policy]:
+        """Every entry of every kind (for search and coverage)."""
+        return list(self.entries.values())
 
 
 def load_catalog(directory: Path | str = CATALOG_DIR) -> Catalog:
@@ -199,4 +216,4 @@ def load_catalog(directory: Path | str = CATALOG_DIR) -> Catalog:
         first_seen[policy.id] = path.name
     if problems:
         raise CatalogError(problems)
-    return Catalog(policies=policies, fingerprint=digest.hexdigest(), directory=directory)
+    return Catalog(entries=policies, fingerprint=digest.hexdigest(), directory=directory)

@@ -32,6 +32,24 @@ CATEGORIES: dict[str, str] = {
     "property": "不动产登记",
     "tax_service": "办税服务",
     "service": "政企服务",
+    "gov_service": "政务服务",
+    "data": "数据共享与开放",
+    "supervision": "监管执法",
+    "policy_making": "政策制定与营商环境评价",
+}
+#: What kind of entry: only ``policy`` entries are ever offered (packages, push); the others are
+#: findable so that a caller learns what the government owes firms or who is working on a matter.
+KINDS: dict[str, str] = {
+    "policy": "惠企政策",
+    "commitment": "服务承诺",
+    "plan_work": "政府工作任务",
+}
+#: How strong a policy's benefit is (the plan's verbs decide: 推动、鼓励、力争 are not promises).
+STRENGTHS: dict[str, str] = {
+    "entitlement": "符合条件即可享受",
+    "selective": "可申报（择优）",
+    "procedure": "办事便利（需要时办理）",
+    "channel": "服务渠道",
 }
 BENEFIT_TYPES: dict[str, str] = {
     "refund": "返还",
@@ -104,20 +122,32 @@ class Benefit(_Strict):
     )
 
 
+Kind = Literal["policy", "commitment", "plan_work"]
+Strength = Literal["entitlement", "selective", "procedure", "channel"]
+
+
 class Policy(_Strict):
-    """One catalog entry. Thresholds live here, never in code."""
+    """One catalog entry. Thresholds live here, never in code.
+
+    ``kind`` = policy: something a firm can claim or invoke (benefit, rule, strength required);
+    commitment / plan_work: findable only (no benefit, no rule), never offered or pushed.
+    """
 
     id: Annotated[str, Field(pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$", max_length=80)]
     version: int = Field(ge=1)
     status: Literal["draft", "published", "retired"]
+    kind: Kind = Field("policy", description="policy | commitment | plan_work")
+    strength: Strength | None = Field(
+        None, description="policies only: entitlement (应享) | selective (申报评审/择优) | procedure (办事便利) "
+        "| channel (服务渠道)")
     title: NonEmpty
     summary: NonEmpty
     text: NonEmpty = Field(description="the plan's own wording")
     source: Source
     category: str
-    benefit_type: str
-    benefit: Benefit
-    eligibility: Any = Field(description="rule expression, see policies/rules.py")
+    benefit_type: str | None = None
+    benefit: Benefit | None = None
+    eligibility: Any = Field(None, description="rule expression, see policies/rules.py (policies only)")
     delivery: Literal["proactive", "on_trigger"] = Field(
         "proactive",
         description="proactive: pushed whenever eligible; on_trigger: only when the firm's needs, "
@@ -133,10 +163,18 @@ class Policy(_Strict):
     how_to_apply: NonEmpty
     effective_from: dt.date = PLAN_DATE
     effective_to: dt.date | None = None
+    reviewed_on: dt.date | None = Field(None, description="when the entry was last checked against its sources")
+    review_by: dt.date | None = Field(
+        None, description="after this day an answer citing the entry says it needs review (policies lint warns)")
+    target_year: int | None = Field(
+        None, ge=2000, le=2100,
+        description="the plan's wording ties a target to this year (力争2023年…): a goal of that year, not a promise")
 
     @field_validator("category", "benefit_type")
     @classmethod
-    def _known_code(cls, value: str, info: ValidationInfo) -> str:
+    def _known_code(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None and info.field_name == "benefit_type":
+            return None
         allowed = CATEGORIES if info.field_name == "category" else BENEFIT_TYPES
         if value not in allowed:
             from policies.messages import suggest_zh
@@ -148,7 +186,8 @@ class Policy(_Strict):
     @field_validator("eligibility")
     @classmethod
     def _rule(cls, value: Any) -> Any:
-        parse_rule(value)  # RuleError is a ValueError: pydantic reports it at 'eligibility'
+        if value is not None:
+            parse_rule(value)  # RuleError is a ValueError: pydantic reports it at 'eligibility'
         return value
 
     @model_validator(mode="after")
@@ -159,6 +198,16 @@ class Policy(_Strict):
             )
         if self.delivery == "on_trigger" and not self.triggers:
             raise ValueError("delivery 为 on_trigger 的政策至少需要一个触发词（triggers）")
+        if self.review_by is not None and self.reviewed_on is not None and self.review_by < self.reviewed_on:
+            raise ValueError(f"复核期限 review_by（{self.review_by}）早于复核日期 reviewed_on（{self.reviewed_on}）")
+        if self.kind == "policy":
+            missing = [k for k in ("strength", "benefit_type", "benefit", "eligibility") if getattr(self, k) is None]
+            if missing:
+                raise ValueError(f"kind 为 policy（惠企政策）的条目必须填写：{'、'.join(missing)}")
+        else:
+            extra = [k for k in ("strength", "benefit_type", "benefit", "eligibility") if getattr(self, k) is not None]
+            if extra:
+                raise ValueError(f"kind 为 {self.kind}（{KINDS[self.kind]}）的条目不面向申请，不能填写：{'、'.join(extra)}")
         return self
 
     @cached_property
@@ -169,6 +218,19 @@ class Policy(_Strict):
     @property
     def category_label(self) -> str:
         return CATEGORIES[self.category]
+
+    @property
+    def kind_label(self) -> str:
+        return KINDS[self.kind]
+
+    @property
+    def offered(self) -> bool:
+        """Only policies are ever offered (packages, push); commitments and plan work are findable only."""
+        return self.kind == "policy"
+
+    def needs_review(self, as_of: dt.date) -> bool:
+        """The entry's review date has passed: an answer citing it must say so."""
+        return self.review_by is not None and as_of > self.review_by
 
     def is_active(self, as_of: dt.date) -> bool:
         """Published and inside its validity window on ``as_of``."""

@@ -150,6 +150,8 @@ def _fields() -> dict[str, Field]:
           help="近期平均每月的销售额（增值税申报口径）；单位万元"),
         F("annual_payroll_wan", K.NUMBER, "年工资总额", "万元",
           help="上一年度全部职工工资总额；用于估算工会经费返还等金额，单位万元"),
+        F("has_union", K.BOOL, "是否建立工会", vocabulary=BOOLS,
+          help="企业是否已建立工会组织（工会经费返还返到企业工会账户，未建工会的企业没有可返还的部分）"),
         F("financing_need_wan", K.NUMBER, "融资需求", "万元",
           help="计划申请的贷款金额；用于估算贴息、担保费减免等金额，单位万元"),
         F("qualifications", K.SET, "企业资质", vocabulary=QUALIFICATIONS, actionable=True,

@@ -80,6 +80,7 @@ class EnterpriseProfile(BaseModel):
     monthly_sales_wan: Wan | None = None
     annual_payroll_wan: Wan | None = None
     financing_need_wan: Wan | None = None
+    has_union: Annotated[bool, Field(strict=True)] | None = None
     qualifications: list[Qualification] | None = Field(None, max_length=8)
     trade: list[Trade] | None = Field(None, max_length=4)
     patents: Count | None = None

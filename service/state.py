@@ -205,7 +205,7 @@ def sync_catalog(engine: Engine, settings: Settings, attempts: int = 5) -> int:
     """Load the YAML catalog into the database (``store.sync_catalog_files``), safe when several
     processes start at once on a fresh database: the loser of a race on the same (policy, version)
     gets a unique-key violation, rolls back and syncs again — then finding the winner's rows."""
-    policies = list(load_catalog(settings.catalog_dir).policies.values())
+    policies = load_catalog(settings.catalog_dir).all_entries()
     for attempt in range(1, attempts + 1):
         with Session(engine) as session:
             try:
@@ -224,7 +224,7 @@ def published_catalog(session: Session, settings: Settings) -> Catalog:
     rows = store.published_versions(session)
     policies = {r.policy_id: Policy.model_validate(r.data) for r in rows}
     digest = hashlib.sha256("".join(f"{r.policy_id}:{r.version}:{r.content_hash};" for r in rows).encode())
-    return Catalog(policies=policies, fingerprint=digest.hexdigest(), directory=settings.catalog_dir)
+    return Catalog(entries=policies, fingerprint=digest.hexdigest(), directory=settings.catalog_dir)
 
 
 def sizes_and_regions(population: Population, rows: np.ndarray) -> dict[str, dict[str, int]]:
