@@ -35,7 +35,7 @@ def render_coverage(catalog: Catalog) -> str:
     by_task: dict[int, list[str]] = defaultdict(list)
     related: dict[int, list[str]] = defaultdict(list)
     by_measure: dict[int, list[str]] = defaultdict(list)
-    for p in catalog:
+    for p in catalog.entries.values():  # every kind covers its task (policy, commitment, plan_work)
         if p.source.task_no:
             by_task[p.source.task_no].append(p.id)
         if p.source.measure_no:
