@@ -7,6 +7,7 @@ A field that is absent is *unknown*, not false; a list field that is present is 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -17,6 +18,7 @@ from pydantic import (
     ValidationError,
     field_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from profiles.fields import FIELDS, PROFILE_FIELDS, suggest
 from profiles.industry import IndustryCodeError, parse_industry_code
@@ -56,6 +58,40 @@ class ProfileError(ValueError):
         super().__init__(message)
         self.field = field
         self.errors = errors or [(field, message)]
+
+
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def strict_date(value: Any) -> dt.date:
+    """A date given as ``YYYY-MM-DD`` text (or a ``date``, not a ``datetime``): nothing else is a date.
+
+    ``2024-06-01T00:00:00``, ``20240601``, ``2024-6-1`` and numbers (timestamps) are refused, where the
+    lax parsers (pydantic, ``date.fromisoformat``) would take some of them. Raises a pydantic error whose
+    message is Chinese (see :func:`parse_profile`)."""
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        if _ISO_DATE.fullmatch(text):
+            try:
+                return dt.date.fromisoformat(text)
+            except ValueError:
+                raise PydanticCustomError("pf_message", "不是有效的日期（收到“{shown}”）",
+                                          {"shown": text[:40]}) from None
+        shown = text[:40]
+    else:
+        shown = repr(value)[:40]
+    raise PydanticCustomError("pf_message", "须为 YYYY-MM-DD 格式的日期（收到“{shown}”）", {"shown": shown})
+
+
+def check_founding(established_on: dt.date | None, as_of: dt.date) -> None:
+    """The founding date rule of every entry point: not after ``as_of`` (today when a profile is
+    stored, the evaluation day when one is matched). Raises :class:`ProfileError`."""
+    if established_on is not None and established_on > as_of:
+        label = FIELDS["established_on"].label
+        raise ProfileError("established_on", f"established_on（{label}）不能晚于{as_of.isoformat()}"
+                                             f"（收到 {established_on.isoformat()}）")
 
 
 class EnterpriseProfile(BaseModel):
@@ -111,9 +147,14 @@ class EnterpriseProfile(BaseModel):
         except IndustryCodeError as exc:
             raise ValueError(str(exc)) from None
 
+    @field_validator("established_on", mode="before")
+    @classmethod
+    def _strict_date(cls, value: Any) -> Any:
+        return None if value is None else strict_date(value)
+
     @field_validator("established_on")
     @classmethod
-    def _not_future(cls, value: dt.date | None) -> dt.date | None:
+    def _not_too_old(cls, value: dt.date | None) -> dt.date | None:
         if value is not None and value.year < 1900:
             raise ValueError("成立日期早于1900年，请核对")
         return value
@@ -167,19 +208,28 @@ def _message(err: dict[str, Any]) -> tuple[str, str]:
         limit = ctx.get("max_length")
         unit = "字" if kind == "string_too_long" else "项"
         return field, f"{field}（{label}）过长，最多{limit}{unit}"
+    if kind == "pf_message":  # our own Chinese messages (strict_date)
+        return field, f"{field}（{label}）{err['msg']}"
     if kind == "value_error":
         return field, f"{field}（{label}）：{str(ctx.get('error', err['msg']))}"
     text = _MESSAGES.get(kind, err["msg"])
     return field, f"{field}（{label}）{text}"
 
 
-def parse_profile(data: Any) -> EnterpriseProfile:
-    """Validate a JSON-like mapping; raises :class:`ProfileError` naming the field in Chinese."""
+def parse_profile(data: Any, *, as_of: dt.date | None = None) -> EnterpriseProfile:
+    """Validate a JSON-like mapping; raises :class:`ProfileError` naming the field in Chinese.
+
+    ``as_of``: input from outside (API, importer, console form, CLI) passes the day its founding date
+    must not be after — today when the profile is to be stored, the evaluation day when it is matched
+    (:func:`check_founding`). Profiles read back from storage are parsed without it."""
     if not isinstance(data, dict):
         raise ProfileError("profile", "企业画像应为JSON对象")
     try:
-        return EnterpriseProfile.model_validate(data)
+        profile = EnterpriseProfile.model_validate(data)
     except ValidationError as exc:
         errors = [_message(dict(e)) for e in exc.errors(include_url=False)]
         field, message = errors[0]
         raise ProfileError(field, message, errors) from None
+    if as_of is not None:
+        check_founding(profile.established_on, as_of)
+    return profile

@@ -503,11 +503,12 @@ class _RateLimiter:
             window.append(now)
 
 
-def _parse_profile(data: Any, field_prefix: str = "") -> EnterpriseProfile:
-    """A profile from JSON: JSON types checked strictly, then the model; 422 naming the field."""
+def _parse_profile(data: Any, field_prefix: str = "", *, as_of: dt.date | None = None) -> EnterpriseProfile:
+    """A profile from JSON: JSON types checked strictly, then the model (founding date not after
+    ``as_of`` when given); 422 naming the field."""
     try:
         check_json_types(data)
-        return parse_profile(data)
+        return parse_profile(data, as_of=as_of)
     except ProfileError as exc:
         raise ApiError(422, "invalid_profile", str(exc), f"{field_prefix}{exc.field}") from None
 
@@ -544,9 +545,10 @@ def match(body: MatchRequest, request: Request, state: StateDep, session: Sessio
     if principal.role == "anonymous":
         client = request.client.host if request.client else "unknown"
         request.app.state.limiter.check(client, state.settings.anonymous_rate_per_minute)
-    profile = _parse_profile(body.profile, "profile.")
+    when = _as_of(body.as_of)
+    profile = _parse_profile(body.profile, "profile.", as_of=when)
     return _package_response(state, session, store.canonical_hash(profile.stated()), profile, query=body.query,
-                             top=body.top, as_of=_as_of(body.as_of))
+                             top=body.top, as_of=when)
 
 
 def _enterprise_out(row: Any, changed: bool | None = None) -> dict[str, Any]:
@@ -562,7 +564,7 @@ def put_enterprise(uscc: str, body: ProfileBody, request: Request, session: Sess
     code = _uscc(uscc)
     if principal.role == "enterprise" and principal.uscc != code:
         raise ApiError(404, "not_found", "未找到该企业")
-    profile = _parse_profile(body)
+    profile = _parse_profile(body, as_of=dt.date.today())
     if profile.uscc != code:
         raise ApiError(422, "uscc_mismatch", f"路径中的统一社会信用代码{code}与画像中的{profile.uscc}不一致", "uscc")
     row, changed = store.upsert_enterprise(session, profile=profile)

@@ -65,12 +65,12 @@ def match(
         fail(f"企业画像文件不是有效的JSON（{exc}）")
     from service.importer import check_json_types
 
+    when = _as_of(as_of)
     try:
         check_json_types(raw)  # JSON types strictly, as the API and the importer do (true is no number)
-        parsed = parse_profile(raw)
+        parsed = parse_profile(raw, as_of=when)  # founding date not after the evaluation day
     except ProfileError as exc:
         fail(str(exc))
-    when = _as_of(as_of)
     if top is not None:
         _in_range("--top", top, 1, 1000)
     result = get_matcher().match(derive(parsed, when), query=query, top=top)

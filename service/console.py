@@ -283,7 +283,7 @@ def profile_from_form(form: dict[str, list[str]], *, uscc: str | None = None) ->
     if uscc is not None:
         data["uscc"] = uscc
     try:
-        profile = parse_profile(data)
+        profile = parse_profile(data, as_of=_today())  # the founding date rule of every entry point
     except ProfileError as exc:
         errors.extend(e for e in exc.errors if e[0] not in {f for f, _ in errors})
     if errors:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import datetime as dt
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -51,26 +52,58 @@ def check_json_types(data: Any) -> None:
 
 @dataclass
 class ImportReport:
-    rows: int = 0
+    rows: int = 0  # records read (a CSV record may span lines: a quoted field with a line break)
     created: int = 0
     updated: int = 0
     unchanged: int = 0
     rejected: int = 0
+    blank: int = 0  # blank lines, skipped
+    lines: int = 0  # physical lines after the CSV header: every one belongs to a row (stored or rejected) or is blank
     errors_file: Path | None = None
 
 
-def _decoded_lines(path: Path, bad: set[int]) -> Iterator[str]:
-    """The file's lines as text; a line that is not UTF-8 is noted in ``bad`` (and decoded lossily, so
-    the reader keeps its place) — its row is rejected instead of the whole import failing half-way."""
+BLANK = object()  # a blank line: nothing to import, but the line is accounted for
+
+
+def _check_encoding(path: Path) -> None:
+    """Refuse, before anything is written, a file that is not UTF-8 but reads as GBK/GB18030 (what Excel
+    writes for "CSV" on a Chinese Windows): otherwise every line with Chinese text would be rejected one by
+    one. A UTF-8 file with a few broken lines is imported, those lines rejected (see :func:`_decoded_lines`)."""
+    first_bad: int | None = None
+    utf8_text = gbk_only = 0
+    with path.open("rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            if raw.isascii():
+                continue
+            try:
+                raw.decode("utf-8")
+                utf8_text += 1
+            except UnicodeDecodeError:
+                first_bad = first_bad or number
+                try:
+                    raw.decode("gb18030")
+                    gbk_only += 1
+                except UnicodeDecodeError:
+                    return  # neither: broken lines, rejected one by one
+    if first_bad is not None and gbk_only and not utf8_text:
+        raise ValueError(f"文件编码不是UTF-8：第{first_bad}行起的内容无法按UTF-8解码，疑似GBK（GB18030）编码"
+                         "（如Excel默认另存的CSV）。请另存为“CSV UTF-8（逗号分隔）”或转换为UTF-8编码后再导入；"
+                         "本次未导入任何行")
+
+
+def _decoded_lines(path: Path, bad: set[int]) -> Iterator[tuple[int, str]]:
+    """(line number, text) of every physical line; a line that is not UTF-8 is noted in ``bad`` (and
+    decoded lossily, so the reader keeps its place) — its row is rejected instead of the whole import
+    failing half-way."""
     with path.open("rb") as fh:
         for number, raw in enumerate(fh, start=1):
             if number == 1 and raw.startswith(codecs.BOM_UTF8):
                 raw = raw[len(codecs.BOM_UTF8):]
             try:
-                yield raw.decode("utf-8")
+                yield number, raw.decode("utf-8")
             except UnicodeDecodeError:
                 bad.add(number)
-                yield raw.decode("utf-8", "replace")
+                yield number, raw.decode("utf-8", "replace")
 
 
 def _cell(key: str, text: str) -> Any:
@@ -88,62 +121,116 @@ def _cell(key: str, text: str) -> Any:
     return text
 
 
-def _csv_rows(path: Path) -> Iterator[tuple[int, Any]]:
+class _Lines:
+    """The physical lines fed to :mod:`csv`, remembering which ones the current record took, and able to
+    give lines back (after a malformed record, parsing starts again on the line after its first)."""
+
+    def __init__(self, source: Iterator[tuple[int, str]]) -> None:
+        self.source = source
+        self.back: list[tuple[int, str]] = []  # given back, next one last
+        self.taken: list[tuple[int, str]] = []
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        item = self.back.pop() if self.back else next(self.source)
+        self.taken.append(item)
+        return item[1]
+
+    def give_back(self, items: list[tuple[int, str]]) -> None:
+        self.back.extend(reversed(items))
+
+
+_CSV_ERRORS = {"unexpected end of data": "引号不成对（直到文件末尾也没有闭合的引号）",
+               "field larger than field limit": "引号不成对或字段过长"}
+
+
+def _csv_reason(exc: csv.Error) -> str:
+    text = str(exc)
+    for key, words in _CSV_ERRORS.items():
+        if text.startswith(key):
+            return words
+    if "expected after" in text:
+        return "引号用法不对（带引号的字段在闭合引号后应紧跟逗号或换行）"
+    return f"无法解析（{text}）"
+
+
+def _csv_rows(path: Path) -> Iterator[tuple[int, int, Any]]:
     """CSV cells are text: empty = unknown; numbers parsed; list fields separated by ; or ,.
 
-    Yields (first physical line of the record, profile dict or the ProfileError that rejects it)."""
+    Yields (first line, last line, profile dict, the ProfileError that rejects the record, or
+    :data:`BLANK`) so that every physical line after the header belongs to exactly one item. A record
+    that is malformed (unbalanced quotes, wrong number of columns, a quote misplaced) and took several
+    lines — an opening quote that never closes swallows the lines after it — is rejected as its first
+    line alone, and parsing starts again on the next line: the rows after a broken one are not lost."""
     bad: set[int] = set()
-    reader = csv.reader(_decoded_lines(path, bad))
+    lines = _Lines(_decoded_lines(path, bad))
+    reader = csv.reader(lines, strict=True)
     try:
         header = [h.strip() for h in next(reader)]
     except StopIteration:
         return
     except csv.Error as exc:
-        raise ValueError(f"CSV表头无法解析：{exc}") from None
+        raise ValueError(f"CSV表头（第1行）无法解析：{_csv_reason(exc)}；本次未导入任何行") from None
+    if len(lines.taken) > 1:
+        raise ValueError(f"CSV表头无法解析：第1行的引号不成对（表头跨到了第{lines.taken[-1][0]}行）；本次未导入任何行")
     duplicated = sorted({h for h in header if header.count(h) > 1})
     if duplicated:
         raise ValueError(f"CSV表头有重复的列：{'、'.join(duplicated)}")
     if "" in header:
         raise ValueError(f"CSV表头第{header.index('') + 1}列没有列名")
-    last = reader.line_num
+    width = len(header)
     while True:
-        first = last + 1
+        lines.taken = []
+        problem: str | None = None
         try:
             cells = next(reader)
         except StopIteration:
             return
         except csv.Error as exc:
-            last = reader.line_num
-            yield first, ProfileError("csv", f"第{first}行CSV格式错误：{exc}")
+            cells, problem = [], _csv_reason(exc)
+        taken = lines.taken
+        first, last = taken[0][0], taken[-1][0]
+        if problem is None and len(cells) != width and len(taken) > 1:
+            problem = f"引号不成对（从该行起读到第{last}行才成为一条记录，有{len(cells)}列，表头有{width}列）"
+        if problem is not None:
+            if len(taken) > 1:  # the record ran over lines that were not its own: start again after its first
+                lines.give_back(taken[1:])
+                reader = csv.reader(lines, strict=True)
+                last = first
+            yield first, last, ProfileError("csv", f"第{first}行CSV格式错误：{problem}；该行未导入，其后各行照常导入")
             continue
-        last = reader.line_num
         if not any(c.strip() for c in cells):
-            continue  # blank line
+            yield first, last, BLANK
+            continue
         broken = sorted(n for n in bad if first <= n <= last)
         if broken:
-            yield first, ProfileError("encoding", f"第{broken[0]}行不是有效的UTF-8文本")
-        elif len(cells) > len(header):
-            yield first, ProfileError("csv", f"该行有{len(cells)}列，多于表头的{len(header)}列")
-        elif len(cells) < len(header):
-            yield first, ProfileError("csv", f"该行只有{len(cells)}列，少于表头的{len(header)}列（可能被截断）")
+            yield first, last, ProfileError("encoding", f"第{broken[0]}行不是有效的UTF-8文本")
+        elif len(cells) > width:
+            yield first, last, ProfileError("csv", f"该行有{len(cells)}列，多于表头的{width}列")
+        elif len(cells) < width:
+            yield first, last, ProfileError("csv", f"该行只有{len(cells)}列，少于表头的{width}列（可能被截断）")
         else:
-            yield first, {k: _cell(k, v.strip()) for k, v in zip(header, cells, strict=True) if v.strip()}
+            yield first, last, {k: _cell(k, v.strip()) for k, v in zip(header, cells, strict=True) if v.strip()}
 
 
-def _jsonl_rows(path: Path) -> Iterator[tuple[int, Any]]:
+def _jsonl_rows(path: Path) -> Iterator[tuple[int, int, Any]]:
+    """One item per physical line: a profile dict, the ProfileError that rejects the line, or BLANK."""
     bad: set[int] = set()
-    for line, text in enumerate(_decoded_lines(path, bad), start=1):
+    for line, text in _decoded_lines(path, bad):
         if line in bad:
-            yield line, ProfileError("encoding", f"第{line}行不是有效的UTF-8文本")
+            yield line, line, ProfileError("encoding", f"第{line}行不是有效的UTF-8文本")
             continue
         if not text.strip():
+            yield line, line, BLANK
             continue
         try:
-            yield line, json.loads(text)
+            yield line, line, json.loads(text)
         except json.JSONDecodeError as exc:
-            yield line, ProfileError("json", f"第{line}行不是有效的JSON：{exc.msg}（第{exc.colno}列）")
+            yield line, line, ProfileError("json", f"第{line}行不是有效的JSON：{exc.msg}（第{exc.colno}列）")
         except (ValueError, RecursionError) as exc:  # e.g. an integer of thousands of digits, absurd nesting
-            yield line, ProfileError("json", f"第{line}行无法解析：{str(exc)[:120]}")
+            yield line, line, ProfileError("json", f"第{line}行无法解析：{str(exc)[:120]}")
 
 
 def validate_row(data: Any, *, json_types: bool) -> Any:
@@ -156,14 +243,15 @@ def validate_row(data: Any, *, json_types: bool) -> Any:
     if problem:
         field, reason = problem
         raise ProfileError(field or "row", f"{field}：{reason}" if field else reason)
-    return parse_profile(data)
+    return parse_profile(data, as_of=dt.date.today())  # to be stored: founded today at the latest
 
 
 def import_file(engine: Engine, path: Path, *, errors_path: Path | None = None, chunk: int = 500) -> ImportReport:
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".jsonl"):
         raise ValueError(f"只支持 .csv 或 .jsonl 文件，收到“{path.name}”")
-    rows: Iterable[tuple[int, Any]] = _csv_rows(path) if suffix == ".csv" else _jsonl_rows(path)
+    _check_encoding(path)
+    rows: Iterable[tuple[int, int, Any]] = _csv_rows(path) if suffix == ".csv" else _jsonl_rows(path)
     report = ImportReport(errors_file=errors_path or path.with_name(path.stem + ".errors.jsonl"))
     assert report.errors_file is not None
     rejected: list[dict[str, Any]] = []
@@ -184,7 +272,11 @@ def import_file(engine: Engine, path: Path, *, errors_path: Path | None = None, 
             session.commit()  # one transaction per chunk: a row is in or out, never half
         pending.clear()
 
-    for line, data in rows:
+    for line, last, data in rows:
+        report.lines += last - line + 1
+        if data is BLANK:
+            report.blank += 1
+            continue
         report.rows += 1
         try:
             profile = validate_row(data, json_types=suffix == ".jsonl")
@@ -194,7 +286,7 @@ def import_file(engine: Engine, path: Path, *, errors_path: Path | None = None, 
         except ProfileError as exc:
             report.rejected += 1
             uscc = data.get("uscc") if isinstance(data, dict) else None
-            rejected.append({"line": line, "field": exc.field, "error": str(exc),
+            rejected.append({"line": line, "last_line": last, "field": exc.field, "error": str(exc),
                              "errors": [{"field": f, "error": m} for f, m in exc.errors],
                              "uscc": uscc if isinstance(uscc, str) else None})
             continue
