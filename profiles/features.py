@@ -62,9 +62,8 @@ def derive(profile: EnterpriseProfile, as_of: dt.date | None = None) -> Portrait
     warnings: list[str] = []
     code = parse_industry_code(profile.industry_code) if profile.industry_code else None
     category = category_for(code) if code else None
+    # no code (or one too coarse): the class every industry's thresholds agree on, else unknown
     result = classify(category, profile.employees, profile.annual_revenue_wan, profile.total_assets_wan)
-    if code is None:
-        result = SizeResult(None, None, "未填行业代码，企业规模无法推算")
     size = profile.size or result.size
     source = "stated" if profile.size else ("derived" if result.size else None)
     if profile.size and result.size and profile.size != result.size:

@@ -102,7 +102,7 @@ def classify(category: str | None, employees: float | None, revenue: float | Non
     'small'
     """
     if category is None:
-        return SizeResult(None, None, "行业代码不够具体，无法确定划型行业，企业规模无法推算")
+        return classify_without_industry(employees, revenue, assets)
     cat = _by_id()[category]
     if not cat.covered:
         return SizeResult(None, cat.id, f"{cat.name}不适用《中小企业划型标准规定》，企业规模需自行填报")
@@ -125,6 +125,26 @@ def classify(category: str | None, employees: float | None, revenue: float | Non
     return SizeResult("micro", cat.id, f"{cat.name}：{cond}，为微型企业")
 
 
+def classify_without_industry(employees: float | None, revenue: float | None,
+                              assets: float | None) -> SizeResult:
+    """The class when the industry is unknown (no code, or one too coarse to pick a category): derived only
+    when every industry's thresholds of the standard put the firm in the same class (3 people and 25万元
+    are micro everywhere); otherwise unknown. Industries outside the standard (金融业, 铁路运输业) are not
+    part of "every industry": the standard does not classify them at all.
+
+    >>> classify_without_industry(3, 25, None).size
+    'micro'
+    >>> classify_without_industry(50, 1500, 2000).size is None
+    True
+    """
+    found = {classify(cat.id, employees, revenue, assets).size for cat in categories() if cat.covered}
+    if len(found) == 1 and None not in found:
+        size = found.pop()
+        assert size is not None
+        return SizeResult(size, None, f"未填行业代码（或不够具体）；按《中小企业划型标准规定》各行业标准均为{SIZES[size]}企业")
+    return SizeResult(None, None, "行业代码未填或不够具体，按各行业标准划型结果不一致，企业规模无法推算")
+
+
 def classify_columns(category_codes: np.ndarray, employees: np.ndarray, revenue: np.ndarray,
                      assets: np.ndarray) -> np.ndarray:
     """Vectorised :func:`classify`: int8 size codes (large 0 … micro 3), -1 where unknown.
@@ -137,17 +157,33 @@ def classify_columns(category_codes: np.ndarray, employees: np.ndarray, revenue:
     for idx, cat in enumerate(categories()):
         if not cat.covered:
             continue
-        undecided = category_codes == idx
-        if not undecided.any():
-            continue
-        for level in LEVELS:
-            passes = np.ones(len(out), dtype=bool)
-            fails = np.zeros(len(out), dtype=bool)
-            for metric, bound in cat.bounds[level].items():
-                col = values[metric]
-                passes &= col >= bound
-                fails |= col < bound
-            out[undecided & passes] = SIZE_CODES[level]
-            undecided &= fails  # unknown-and-not-failed rows leave as -1
-        out[undecided] = SIZE_CODES["micro"]
+        rows = category_codes == idx
+        if rows.any():
+            _classify_into(out, rows, cat, values)
+    unknown = category_codes < 0
+    if unknown.any():  # no industry: the class every industry agrees on (see classify_without_industry)
+        agreed: np.ndarray | None = None
+        for cat in categories():
+            if not cat.covered:
+                continue
+            one = np.full(len(out), -1, dtype=np.int8)
+            _classify_into(one, unknown, cat, values)
+            agreed = one if agreed is None else np.where(agreed == one, agreed, np.int8(-1))
+        assert agreed is not None
+        out[unknown] = agreed[unknown]
     return out
+
+
+def _classify_into(out: np.ndarray, rows: np.ndarray, cat: Category, values: dict[str, np.ndarray]) -> None:
+    """Classify ``rows`` (mask) under ``cat`` into ``out`` (left -1 where unknown)."""
+    undecided = rows.copy()
+    for level in LEVELS:
+        passes = np.ones(len(out), dtype=bool)
+        fails = np.zeros(len(out), dtype=bool)
+        for metric, bound in cat.bounds[level].items():
+            col = values[metric]
+            passes &= col >= bound
+            fails |= col < bound
+        out[undecided & passes] = SIZE_CODES[level]
+        undecided &= fails  # unknown-and-not-failed rows leave as -1
+    out[undecided] = SIZE_CODES["micro"]

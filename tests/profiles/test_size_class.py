@@ -151,3 +151,42 @@ def test_batch_derivation_matches_scalar_derivation_on_samples() -> None:
     for i in range(400):
         portrait = derive(parse_profile(pop.record(i)), as_of)
         assert batch.record(i) == {k: portrait.record[k] for k in batch.record(i)}
+
+
+# ---- no industry code: derived only when every industry of the standard agrees (issue 10, item 7) ----------
+METRIC = st.one_of(st.none(), st.floats(0, 300000, allow_nan=False))
+
+
+def test_three_people_and_25_wan_are_micro_without_an_industry_code() -> None:
+    portrait = derive(parse_profile({"uscc": "92320303MA1N5RT4C2", "name": "x", "entity_type": "individual_business",
+                                     "employees": 3, "annual_revenue_wan": 25}), dt.date(2024, 6, 1))
+    assert portrait.record["size"] == "micro" and portrait.size_source == "derived"
+    assert "各行业标准均为微型" in portrait.size_result.basis
+    # a firm whose class depends on its industry stays unknown
+    assert classify(None, 50, 1500, 2000).size is None
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(st.none(), st.integers(0, 3000)), METRIC, METRIC)
+def test_industry_free_class_is_the_class_under_every_industry(e: int | None, r: float | None,
+                                                               a: float | None) -> None:
+    from profiles.size_class import categories
+
+    free = classify(None, e, r, a).size
+    under = {classify(c.id, e, r, a).size for c in categories() if c.covered}
+    if free is not None:
+        assert under == {free}
+    else:
+        assert len(under) > 1 or under == {None}
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([None, "G", "K70", "C3411", "H6210"]),
+                          st.one_of(st.none(), st.integers(0, 3000)), METRIC, METRIC), min_size=1, max_size=30))
+def test_vectorised_and_scalar_industry_free_derivation_agree(rows: list[tuple]) -> None:
+    as_of = dt.date(2024, 6, 1)
+    records = [{"uscc": "91110000600037341L", "name": "x", "industry_code": code, "employees": e,
+                "annual_revenue_wan": r, "total_assets_wan": a} for code, e, r, a in rows]
+    batch = ProfileBatch.from_records(records).with_derived(as_of)
+    for i, record in enumerate(records):
+        assert batch.record(i)["size"] == derive(parse_profile(record), as_of).record["size"], rows[i]
