@@ -5,12 +5,15 @@ Server-rendered pages (Jinja2, Chinese) over the same pieces as the API: the tok
 enterprise (so audit rows, validation and writes are exactly the API's), and the matcher of
 ``ServiceState``. Everything works without JavaScript; ``static/console.js`` only adds comfort.
 
-Session: the staff token itself sits in an HTTP-only, SameSite=Strict cookie scoped to ``/console``
-and is looked up on every request, so an expired or revoked token ends the session at once (there is
-no server-side session to outlive it, and no server secret to share between workers). CSRF: every
-console form carries ``HMAC(token, purpose)`` — only a holder of the cookie can compute it and a
-cross-site page cannot read it — and a request whose ``Origin`` is another host is refused. The
-sign-in form uses a double-submit cookie instead (there is no token yet).
+Session: signing in with a staff token opens a server-side session (table ``console_session``, so
+every worker sees it); the HTTP-only, SameSite=Strict cookie scoped to ``/console`` holds only the
+session's random id (stored hashed), never the token, and that id is no credential for ``/v1``. Every
+request looks the session up: it ends on sign-out (deleted), after ``console_idle_minutes`` without a
+request, ``console_session_hours`` after sign-in, and when its token is revoked (``store.revoke_token``
+deletes the token's sessions) or expires. CSRF: every console form carries ``HMAC(session id,
+purpose)`` — bound to the session, computable only by a holder of the cookie, unreadable by a
+cross-site page — and a request whose ``Origin`` is another host is refused. The sign-in form uses a
+double-submit cookie instead (there is no session yet).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from profiles.model import EnterpriseProfile, ProfileError, parse_profile
 from service import api, store
 from service.db import Enterprise
 from service.importer import INT_FIELDS
+from service.settings import Settings
 from service.state import ServiceState
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -45,7 +49,6 @@ STATIC_DIR = PACKAGE_DIR / "static"
 
 SESSION_COOKIE = "pf_console"
 LOGIN_CSRF_COOKIE = "pf_console_login"
-SESSION_MAX_AGE = 12 * 3600  # one working shift; the token's own expiry and revocation still apply
 CSRF_PURPOSE = b"policyfit-console-csrf-v1"
 NONE_OPTION = "__none__"  # "以上均无": a list field stated as empty (a list with nothing ticked is unknown)
 MAX_QUERY_CHARS = 100
@@ -76,11 +79,21 @@ class ConsoleError(Exception):
 
 
 class NotSignedIn(Exception):
-    """No console session, or its token expired, was revoked or is not a staff token."""
+    """No console session (``reason`` None: no cookie), or the session is over: ``reason`` is one of
+    ``store.console_session_for``'s (unknown, idle, lifetime, token)."""
 
-    def __init__(self, ended: bool) -> None:
+    def __init__(self, reason: str | None) -> None:
         super().__init__("not signed in")
-        self.ended = ended
+        self.reason = reason
+
+
+#: Why the sign-in page is shown again, by ``NotSignedIn.reason`` (``{idle}``/``{hours}``: the settings).
+ENDED_MESSAGES = {
+    "token": "登录已失效：令牌已过期或已被吊销，请重新登录",
+    "idle": "登录已失效：超过{idle}分钟未操作，请重新登录",
+    "lifetime": "登录已失效：登录已满{hours}小时，请重新登录",
+    "unknown": "登录已失效（已退出登录、会话已过期，或令牌已被吊销），请重新登录",
+}
 
 
 def _call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -145,19 +158,33 @@ def render(request: Request, template: str, context: dict[str, Any], status: int
 
 
 # ---- session and CSRF ------------------------------------------------------------------------
-def csrf_for(token: str) -> str:
-    return hmac.new(token.encode(), CSRF_PURPOSE, hashlib.sha256).hexdigest()
+def csrf_for(session_id: str) -> str:
+    """The CSRF value of a console session: bound to it, and useless with any other session."""
+    return hmac.new(session_id.encode(), CSRF_PURPOSE, hashlib.sha256).hexdigest()
 
 
-def console_principal(request: Request, session: api.SessionDep) -> store.Principal:
-    """The staff member behind the session cookie, checked against the token table on every request."""
-    token = request.cookies.get(SESSION_COOKIE)
-    if not token:
-        raise NotSignedIn(ended=False)
-    principal = store.principal_for(session, token=token)
-    if principal is None or not principal.is_staff:
-        raise NotSignedIn(ended=True)
-    request.state.console_csrf = csrf_for(token)
+def _session_limits(settings: Settings) -> tuple[dt.timedelta, dt.timedelta]:
+    """(idle, lifetime) of a console session."""
+    return dt.timedelta(minutes=settings.console_idle_minutes), dt.timedelta(hours=settings.console_session_hours)
+
+
+def _ended_message(reason: str, settings: Settings) -> str:
+    return ENDED_MESSAGES.get(reason, ENDED_MESSAGES["unknown"]).format(
+        idle=settings.console_idle_minutes, hours=settings.console_session_hours)
+
+
+def console_principal(request: Request, state: api.StateDep, session: api.SessionDep) -> store.Principal:
+    """The staff member behind the session cookie: the session is read from the database on every request
+    (so sign-out, expiry and revocation hold in every worker at once), with its token."""
+    session_id = request.cookies.get(SESSION_COOKIE)
+    if not session_id:
+        raise NotSignedIn(None)
+    idle, lifetime = _session_limits(state.settings)
+    principal, reason = store.console_session_for(session, session_id=session_id, idle=idle, lifetime=lifetime)
+    session.commit()  # the session's last request time, or its deletion once it is over
+    if principal is None:
+        raise NotSignedIn(reason)
+    request.state.console_csrf = csrf_for(session_id)
     return principal
 
 
@@ -211,9 +238,9 @@ def _label(name: str) -> str:
     return f"{name}（{FIELDS[name].label}）" if name in FIELDS else name
 
 
-def _set_session(response: Response, request: Request, token: str) -> None:
-    response.set_cookie(SESSION_COOKIE, token, max_age=SESSION_MAX_AGE, path="/console", httponly=True,
-                        samesite="strict", secure=request.url.scheme == "https")
+def _set_session(response: Response, request: Request, session_id: str, settings: Settings) -> None:
+    response.set_cookie(SESSION_COOKIE, session_id, max_age=settings.console_session_hours * 3600,
+                        path="/console", httponly=True, samesite="strict", secure=request.url.scheme == "https")
 
 
 def _safe_next(target: str | None) -> str:
@@ -326,12 +353,16 @@ def _today() -> dt.date:
 
 
 @router.get("/console/login")
-def login_page(request: Request, session: api.SessionDep, next: str = "", ended: str = "",
+def login_page(request: Request, state: api.StateDep, session: api.SessionDep, next: str = "", ended: str = "",
                out: str = "") -> Response:
-    token = request.cookies.get(SESSION_COOKIE)
-    if token and (p := store.principal_for(session, token=token)) is not None and p.is_staff:
-        return RedirectResponse(_safe_next(next), status_code=303)
-    notice = ("登录已失效：令牌已过期或已被吊销，请重新登录" if ended else "已退出登录" if out else None)
+    session_id = request.cookies.get(SESSION_COOKIE)
+    if session_id:
+        idle, lifetime = _session_limits(state.settings)
+        principal, _ = store.console_session_for(session, session_id=session_id, idle=idle, lifetime=lifetime)
+        session.commit()
+        if principal is not None:
+            return RedirectResponse(_safe_next(next), status_code=303)
+    notice = (_ended_message(ended, state.settings) if ended else "已退出登录" if out else None)
     return _login_form(request, next=_safe_next(next) if next else "", notice=notice)
 
 
@@ -346,7 +377,7 @@ def _login_form(request: Request, *, next: str = "", notice: str | None = None, 
 
 
 @router.post("/console/login")
-def login(request: Request, session: api.SessionDep, form: FormDep) -> Response:
+def login(request: Request, state: api.StateDep, session: api.SessionDep, form: FormDep) -> Response:
     sent = (form.get("csrf") or [""])[0]
     expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
     next_page = (form.get("next") or [""])[0]
@@ -361,14 +392,25 @@ def login(request: Request, session: api.SessionDep, form: FormDep) -> Response:
     if not principal.is_staff:
         return _login_form(request, next=next_page, status=403,
                            error="该令牌不是工作人员令牌：工作台仅限热线坐席和管理员使用（企业请使用政策计算器）")
+    assert principal.token_id is not None
+    previous = request.cookies.get(SESSION_COOKIE)
+    if previous:  # signing in again replaces the browser's old session
+        store.end_console_session(session, session_id=previous)
+    idle, lifetime = _session_limits(state.settings)
+    store.purge_console_sessions(session, idle=idle, lifetime=lifetime)
+    session_id = store.open_console_session(session, token_id=principal.token_id)
+    session.commit()
     response = RedirectResponse(_safe_next(next_page), status_code=303)
-    _set_session(response, request, token)
+    _set_session(response, request, session_id, state.settings)
     response.delete_cookie(LOGIN_CSRF_COOKIE, path="/console/login")
     return response
 
 
 @router.post("/console/logout")
-def logout(form: CheckedForm) -> Response:
+def logout(request: Request, session: api.SessionDep, form: CheckedForm) -> Response:
+    """Sign out: the session is deleted on the server, so a copy of the cookie opens nothing any more."""
+    store.end_console_session(session, session_id=request.cookies.get(SESSION_COOKIE, ""))
+    session.commit()
     response = RedirectResponse("/console/login?out=1", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/console")
     return response
@@ -530,10 +572,11 @@ def mount_console(app: FastAPI) -> None:
     async def _not_signed_in(request: Request, exc: NotSignedIn) -> Response:
         if request.method in ("GET", "HEAD"):
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-            query = f"next={quote(target, safe='')}" + ("&ended=1" if exc.ended else "")
+            query = f"next={quote(target, safe='')}" + (f"&ended={exc.reason}" if exc.reason else "")
             response: Response = RedirectResponse(f"/console/login?{query}", status_code=303)
         else:
-            message = "登录已失效：令牌已过期或已被吊销，请重新登录" if exc.ended else "请先登录工作台"
+            message = (_ended_message(exc.reason, request.app.state.service.settings) if exc.reason
+                       else "请先登录工作台")
             response = render(request, "error.html", {"status": 401, "message": message, "console": False,
                                                       "login_link": True}, 401)
         response.delete_cookie(SESSION_COOKIE, path="/console")

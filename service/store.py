@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, or_, update
+from sqlalchemy import delete, func, or_, update
 from sqlmodel import Session, select
 
 from policies.schema import Policy
@@ -24,6 +24,7 @@ from service.db import (
     ApiToken,
     AuditLog,
     CatalogState,
+    ConsoleSession,
     Enterprise,
     Feedback,
     PolicyVersion,
@@ -268,12 +269,77 @@ def principal_for(session: Session, *, token: str, now: dt.datetime | None = Non
 
 
 def revoke_token(session: Session, *, token_id: int) -> bool:
+    """Revoke a token; every console session opened with it ends too."""
     row = session.get(ApiToken, token_id)
     if row is None or row.revoked_at is not None:
         return False
     row.revoked_at = utcnow()
     session.add(row)
+    end_token_sessions(session, token_id=token_id)
     return True
+
+
+# ---- console sessions --------------------------------------------------------------------------
+def open_console_session(session: Session, *, token_id: int) -> str:
+    """A new console session of a staff token; returns its id (the cookie value), which is stored only
+    as its hash and is no bearer token anywhere."""
+    session_id = secrets.token_urlsafe(32)
+    now = utcnow()
+    session.add(ConsoleSession(session_hash=hash_token(session_id), token_id=token_id, created_at=now,
+                               last_seen_at=now))
+    return session_id
+
+
+def console_session_for(session: Session, *, session_id: str, idle: dt.timedelta, lifetime: dt.timedelta,
+                        now: dt.datetime | None = None) -> tuple[Principal | None, str]:
+    """Who a console session belongs to, or why it is over: (principal, "") or (None, reason), reason
+    one of ``unknown`` (no such session: signed out, ended, or never opened), ``idle`` (no request for
+    longer than ``idle``), ``lifetime`` (opened longer than ``lifetime`` ago), ``token`` (its token was
+    revoked or expired, or is not a staff token). A session found over is deleted. A live one has its
+    ``last_seen_at`` moved forward (at most once a minute, to spare the writes; not committed here)."""
+    now = now or utcnow()
+    row = session.exec(select(ConsoleSession).where(
+        ConsoleSession.session_hash == hash_token(session_id))).first()
+    if row is None:
+        return None, "unknown"
+    token = session.get(ApiToken, row.token_id)
+    reason = ""
+    if as_utc(row.created_at) + lifetime <= now:
+        reason = "lifetime"
+    elif as_utc(row.last_seen_at) + idle <= now:
+        reason = "idle"
+    elif (token is None or token.revoked_at is not None or token.role not in ("staff", "admin")
+          or (token.expires_at is not None and as_utc(token.expires_at) <= now)):
+        reason = "token"
+    if reason:
+        session.delete(row)
+        return None, reason
+    assert token is not None
+    if now - as_utc(row.last_seen_at) >= dt.timedelta(minutes=1):
+        row.last_seen_at = now
+        session.add(row)
+    return Principal(token.id, token.role, token.label, token.uscc), ""
+
+
+def end_console_session(session: Session, *, session_id: str) -> bool:
+    """Sign out: the session is deleted, so its cookie opens nothing any more (in any worker)."""
+    result = session.execute(delete(ConsoleSession).where(ConsoleSession.session_hash == hash_token(session_id)))
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def end_token_sessions(session: Session, *, token_id: int) -> int:
+    """End every console session opened with a token; returns how many there were."""
+    result = session.execute(delete(ConsoleSession).where(ConsoleSession.token_id == token_id))
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def purge_console_sessions(session: Session, *, idle: dt.timedelta, lifetime: dt.timedelta,
+                           now: dt.datetime | None = None) -> int:
+    """Delete the sessions that are over by time (the table does not grow with every sign-in)."""
+    now = now or utcnow()
+    result = session.execute(delete(ConsoleSession).where(or_(ConsoleSession.last_seen_at <= now - idle,
+                                                              ConsoleSession.created_at <= now - lifetime)))
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 def list_tokens(session: Session) -> Sequence[ApiToken]:
