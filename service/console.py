@@ -369,8 +369,10 @@ def login_page(request: Request, state: api.StateDep, session: api.SessionDep, n
 def _login_form(request: Request, *, next: str = "", notice: str | None = None, error: str | None = None,
                 status: int = 200) -> Response:
     nonce = secrets.token_urlsafe(24)
-    response = render(request, "login.html", {"csrf": nonce, "next": next, "notice": notice, "error": error},
-                      status)
+    settings = request.app.state.service.settings
+    response = render(request, "login.html", {"csrf": nonce, "next": next, "notice": notice, "error": error,
+                                              "idle_minutes": settings.console_idle_minutes,
+                                              "session_hours": settings.console_session_hours}, status)
     response.set_cookie(LOGIN_CSRF_COOKIE, nonce, path="/console/login", httponly=True, samesite="strict",
                         secure=request.url.scheme == "https")
     return response

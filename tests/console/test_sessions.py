@@ -272,6 +272,9 @@ def test_the_expiry_settings_are_honoured(web: TestClient, state: ServiceState,
     session_id = web.cookies[SESSION_COOKIE]
     _age(state, session_id, created_at=dt.timedelta(hours=2, seconds=1))
     assert web.get("/console", follow_redirects=False).headers["location"].endswith("&ended=lifetime")
+    web.cookies.clear()
+    help_text = web.get("/console/login").text  # the sign-in page tells staff the limits in force
+    assert "5分钟无操作" in help_text and "登录满2小时" in help_text
 
 
 def test_sessions_over_by_time_are_purged_at_the_next_sign_in(web: TestClient, other: TestClient,
