@@ -90,9 +90,11 @@ def test_every_other_console_route_needs_a_staff_session(web: TestClient, tokens
     url = path.replace("{uscc}", firm.uscc).replace("{policy_id}", "union-fee-refund-small-micro")
     data = {**form_of(firm.profile), "csrf": "x"} if method == "POST" else None
     before = len(audit_rows(state, uscc=firm.uscc))
-    # nobody; the API's bearer tokens (no console session); an enterprise token smuggled into the cookie
+    # nobody; the API's bearer tokens (no console session); tokens put into the cookie (a cookie holds a
+    # session id, never a token: not even a valid staff or admin token opens the console that way)
     for headers, cookie in [({}, None), (bearer(tokens.staff), None), (bearer(tokens.admin), None),
-                            ({}, tokens.firm_a), ({}, tokens.revoked), ({}, tokens.expired)]:
+                            ({}, tokens.firm_a), ({}, tokens.revoked), ({}, tokens.expired),
+                            ({}, tokens.staff), ({}, tokens.admin)]:
         web.cookies.clear()
         if cookie:
             web.cookies.set(SESSION_COOKIE, cookie, path="/console")
