@@ -7,13 +7,13 @@ indexes); routes reach it through dependencies. Domain errors become status code
 from __future__ import annotations
 
 import ast
+import asyncio
 import copy
 import datetime as dt
+import email.message
 import json
 import math
-import threading
 import time
-from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
@@ -22,7 +22,7 @@ import numpy as np
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import Counter, Histogram
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout  # every pooled connection busy for pool_timeout
@@ -40,7 +40,7 @@ from profiles.features import derive
 from profiles.fields import FIELDS
 from profiles.model import EnterpriseProfile, ProfileError, parse_profile
 from profiles.uscc import UsccError, normalize_uscc
-from service import store
+from service import limits, ops, store
 from service.importer import check_json_types
 from service.settings import Settings, get_settings
 from service.state import ServiceState, describe_enterprise, sizes_and_regions
@@ -53,9 +53,11 @@ LATENCY = Histogram("policyfit_request_seconds", "HTTP request latency", ["route
 class ApiError(Exception):
     """An error the client can act on: HTTP status, machine code, Chinese message, the field."""
 
-    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+    def __init__(self, status: int, code: str, message: str, field: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.field = status, code, message, field
+        self.headers = headers
 
 
 class ErrorBody(BaseModel):
@@ -65,7 +67,7 @@ class ErrorBody(BaseModel):
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    s: {"model": ErrorBody} for s in (400, 401, 403, 404, 409, 413, 422, 429, 503)
+    s: {"model": ErrorBody} for s in (400, 401, 403, 404, 408, 409, 413, 415, 422, 429, 503)
 }
 
 
@@ -74,6 +76,9 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 MAX_BODY_BYTES = 256 * 1024
 #: A value-estimate formula is a short expression; its numbers stay far inside float range.
 MAX_FORMULA_CHARS = 500
+#: A search query is what a caller says on the hotline; a new long query costs CPU in the embedder
+#: (~0.5 s for 500 characters against ~0.07 s for 100), so it is capped well below that.
+MAX_SEARCH_CHARS = 200
 MAX_FORMULA_CONSTANT = 1e12
 
 
@@ -97,10 +102,11 @@ class _BodyTooLarge(StarletteHTTPException):
 
 
 class BodyLimit:
-    """Pure ASGI middleware: refuse request bodies over ``max_bytes`` with 413, never reading them whole."""
+    """Pure ASGI middleware: refuse request bodies over ``max_bytes`` with 413, never reading them whole,
+    and bodies that do not arrive completely within ``body_timeout`` seconds with 408 (slow clients)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES) -> None:
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES, body_timeout: float = 30.0) -> None:
+        self.app, self.max_bytes, self.body_timeout = app, max_bytes, body_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -113,17 +119,32 @@ class BodyLimit:
             await response(scope, receive, send)
             return
         received = 0
+        complete = False
+        deadline = asyncio.get_running_loop().time() + self.body_timeout
 
         async def limited() -> Message:
-            nonlocal received
-            message = await receive()
+            nonlocal received, complete
+            if complete:  # the body is in: what follows is waiting for a disconnect, which may take long
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - asyncio.get_running_loop().time()))
+            except TimeoutError:
+                raise _BodyTimeout() from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
                     raise _BodyTooLarge()
+                complete = not message.get("more_body", False)
             return message
 
         await self.app(scope, limited, send)
+
+
+class _BodyTimeout(StarletteHTTPException):
+    """The body did not arrive within the body timeout (a slow or stalled client)."""
+
+    def __init__(self) -> None:
+        super().__init__(408, "request body timeout", headers={"Connection": "close"})
 
 
 class Metrics:
@@ -166,6 +187,7 @@ _HTTP_ERRORS: dict[int, tuple[str, str]] = {
     406: ("not_acceptable", "无法提供所要求的响应格式"),
     413: ("payload_too_large", f"请求体过大：最多{MAX_BODY_BYTES // 1024}KB"),
     415: ("unsupported_media_type", "请求体格式应为 application/json"),
+    408: ("request_timeout", "请求体发送超时，请重试"),
 }
 
 
@@ -186,21 +208,46 @@ def get_session(state: StateDep) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
+def json_media_type(content_type: str | None) -> bool:
+    """Whether a body of this Content-Type is read as JSON — exactly FastAPI's rule: no Content-Type, or
+    ``application/json`` / ``application/*+json`` in any letter case and with any parameters."""
+    if not content_type:
+        return True
+    message = email.message.Message()
+    message["content-type"] = content_type
+    subtype = message.get_content_subtype()
+    return message.get_content_maintype() == "application" and (subtype == "json" or subtype.endswith("+json"))
+
+
 async def screen_input(request: Request) -> None:
     """Refuse what no column or JSON document can hold faithfully (NUL bytes, lone surrogates, integers
-    beyond ±2^53, non-finite numbers, absurd nesting) in the path, the query and a JSON body: a clear
-    422 naming the field, on SQLite and PostgreSQL alike (PostgreSQL would fail on write otherwise)."""
+    beyond ±2^53, non-finite numbers, absurd nesting) in the path, the query and the body: a clear 422
+    naming the field, on SQLite and PostgreSQL alike (PostgreSQL would fail on write otherwise).
+
+    Every body is screened, whatever its declared type: raw NUL bytes and text that is not UTF-8 (a
+    lone surrogate cannot be encoded in UTF-8) are refused first; a body the API would read as JSON is
+    then parsed the way FastAPI parses it and screened value by value; any other declared type is
+    refused with 415, since every /v1 body is JSON."""
     for name, value in [*request.path_params.items(), *request.query_params.multi_items()]:
         problem = store.unstorable(value, path=str(name))
         if problem:
             field, reason = problem
             raise ApiError(422, "invalid_value", f"{_field_label(field)}：{reason}", field)
-    if "json" not in request.headers.get("content-type", ""):
+    body = await request.body()
+    if not body:
         return
+    if b"\x00" in body:
+        raise ApiError(422, "invalid_value", "请求体不能包含空字符（\\u0000）")
     try:
-        data = await request.json()
-    except Exception:  # noqa: BLE001 - FastAPI reports the unreadable body itself
-        return
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ApiError(422, "invalid_value", "请求体不是有效的UTF-8文本（含无效的Unicode代理字符或其他编码）") from None
+    if not json_media_type(request.headers.get("content-type")):
+        raise ApiError(415, "unsupported_media_type", "请求体格式应为 application/json", "Content-Type")
+    try:
+        data = json.loads(body)  # what Starlette's request.json() does, so both read the same document
+    except (ValueError, RecursionError):
+        return  # FastAPI reports the unreadable body itself (with the position)
     problem = store.unstorable(data)
     if problem:
         field, reason = problem
@@ -479,28 +526,45 @@ class VersionOut(BaseModel):
 v1 = APIRouter(prefix="/v1", responses=ERRORS, dependencies=[Depends(get_principal), Depends(screen_input)])
 
 
-class _RateLimiter:
-    """A sliding-window limit per client for anonymous calls (per worker process, thread-safe)."""
+def client_of(request: Request, settings: Settings) -> str:
+    """The caller's address: the socket peer, or what trusted proxies say in X-Forwarded-For."""
+    peer = request.client.host if request.client else "unknown"
+    return limits.client_address(peer, request.headers.getlist("x-forwarded-for"), settings.trusted_networks)
 
-    MAX_CLIENTS = 100_000  # idle windows are dropped beyond this, so memory stays bounded
 
-    def __init__(self) -> None:
-        self.hits: dict[str, deque[float]] = defaultdict(deque)
-        self._lock = threading.Lock()
+#: Routes limited per caller, and whether anonymous callers may reach them at all.
+ANONYMOUS_KINDS = ("match", "search")
 
-    def check(self, client: str, per_minute: int) -> None:
-        now = time.monotonic()
-        with self._lock:
-            if len(self.hits) > self.MAX_CLIENTS:
-                for key in [k for k, w in self.hits.items() if not w or now - w[-1] > 60]:
-                    del self.hits[key]
-            window = self.hits[client]
-            while window and now - window[0] > 60:
-                window.popleft()
-            if len(window) >= per_minute:
-                raise ApiError(429, "rate_limited",
-                               f"匿名调用过于频繁：每分钟最多{per_minute}次，请稍后再试或使用令牌")
-            window.append(now)
+
+def check_rate(request: Request, state: ServiceState, principal: store.Principal, kind: str) -> None:
+    """Count one call of ``kind`` for this caller in the limiter every worker shares; 429 with
+    Retry-After when it does not fit. Anonymous callers are counted per address, token holders per
+    token (``token_rate_per_minute``, or the token's own entry in ``token_rate_overrides``)."""
+    settings = state.settings
+    if principal.role == "anonymous":
+        if kind not in ANONYMOUS_KINDS:
+            return  # the route refuses anonymous callers anyway (401)
+        limit = settings.anonymous_rate_per_minute if kind == "match" else settings.anonymous_search_per_minute
+        who = limits.client_key(client_of(request, settings))
+    else:
+        limit = settings.token_rate_overrides.get(principal.token_id or -1, settings.token_rate_per_minute)
+        if limit <= 0:
+            return
+        who = f"token:{principal.token_id}"
+    decision = request.app.state.limiter.hit(f"{kind}|{who}", limit)
+    if not decision.allowed:
+        caller = "匿名调用" if principal.role == "anonymous" else "该令牌的调用"
+        advice = "或使用令牌" if principal.role == "anonymous" else ""
+        raise ApiError(429, "rate_limited", f"{caller}过于频繁：每分钟最多{limit}次，请{decision.retry_after}秒后再试"
+                       f"{advice}", headers={"Retry-After": str(decision.retry_after)})
+
+
+def limited(kind: str) -> Any:
+    """A route dependency: ``check_rate`` for ``kind`` (in the thread pool: it asks the database)."""
+    async def rate_limit(request: Request, state: StateDep, principal: PrincipalDep) -> None:
+        await run_in_threadpool(check_rate, request, state, principal, kind)
+
+    return Depends(rate_limit)
 
 
 def _parse_profile(data: Any, field_prefix: str = "", *, as_of: dt.date | None = None) -> EnterpriseProfile:
@@ -539,12 +603,10 @@ def _package_response(state: ServiceState, session: Session, content_hash: str, 
     return Response(content=body, media_type="application/json")
 
 
-@v1.post("/match", response_model=MatchResult, tags=["企业"], summary="政策计算器：匹配一家企业的政策套餐（不保存）")
+@v1.post("/match", response_model=MatchResult, tags=["企业"], summary="政策计算器：匹配一家企业的政策套餐（不保存）",
+         dependencies=[limited("match")])
 def match(body: MatchRequest, request: Request, state: StateDep, session: SessionDep,
           principal: PrincipalDep) -> Response:
-    if principal.role == "anonymous":
-        client = request.client.host if request.client else "unknown"
-        request.app.state.limiter.check(client, state.settings.anonymous_rate_per_minute)
     when = _as_of(body.as_of)
     profile = _parse_profile(body.profile, "profile.", as_of=when)
     return _package_response(state, session, store.canonical_hash(profile.stated()), profile, query=body.query,
@@ -579,7 +641,8 @@ def get_enterprise(uscc: str, request: Request, session: SessionDep, principal: 
     return _enterprise_out(_enterprise_for(session, principal, uscc, request))
 
 
-@v1.get("/enterprises/{uscc}/package", response_model=MatchResult, tags=["企业"], summary="企业的政策套餐")
+@v1.get("/enterprises/{uscc}/package", response_model=MatchResult, tags=["企业"], summary="企业的政策套餐",
+        dependencies=[limited("package")])
 def get_package(uscc: str, request: Request, state: StateDep, session: SessionDep, principal: SignedIn,
                 query: Annotated[str | None, Query(max_length=500)] = None,
                 top: Annotated[int | None, Query(ge=1, le=200)] = None,
@@ -611,8 +674,10 @@ def list_policies(session: SessionDep) -> list[dict[str, Any]]:
     return [_summary(r) for r in store.published_versions(session)]
 
 
-@v1.get("/policies/search", response_model=SearchOut, tags=["政策"], summary="按诉求检索政策（相关度排序）")
-def search_policies(state: StateDep, session: SessionDep, q: Annotated[str, Query(min_length=1, max_length=500)],
+@v1.get("/policies/search", response_model=SearchOut, tags=["政策"], summary="按诉求检索政策（相关度排序）",
+        dependencies=[limited("search")])
+def search_policies(state: StateDep, session: SessionDep,
+                    q: Annotated[str, Query(min_length=1, max_length=MAX_SEARCH_CHARS)],
                     top: Annotated[int, Query(ge=1, le=50)] = 10) -> dict[str, Any]:
     if not q.strip():
         raise ApiError(422, "invalid_query", "查询内容不能为空", "q")
@@ -621,10 +686,16 @@ def search_policies(state: StateDep, session: SessionDep, q: Annotated[str, Quer
             "model_id": matcher.model_id}
 
 
+def _visible_versions(session: Session, principal: store.Principal, policy_id: str) -> list[Any]:
+    """The versions of a policy this caller may know of: all for staff; for anyone else the drafts are
+    absent (a policy that only has drafts does not exist for them — every route answers 404 alike)."""
+    rows = store.policy_versions(session, policy_id=policy_id)
+    return rows if principal.is_staff else [r for r in rows if r.status != "draft"]
+
+
 @v1.get("/policies/{policy_id}", response_model=PolicyDetail, tags=["政策"], summary="政策详情与版本历史")
 def get_policy(policy_id: str, session: SessionDep, principal: PrincipalDep) -> dict[str, Any]:
-    rows = store.policy_versions(session, policy_id=policy_id)
-    visible = rows if principal.is_staff else [r for r in rows if r.status != "draft"]
+    visible = _visible_versions(session, principal, policy_id)
     if not visible:
         raise ApiError(404, "not_found", f"未找到政策“{policy_id}”")
     current = next((r.data for r in visible if r.status == "published"), None)
@@ -641,7 +712,7 @@ def _reach(state: ServiceState, session: Session, policy: Policy, as_of: dt.date
 
 
 @v1.get("/policies/{policy_id}/enterprises", response_model=ReachOut, tags=["工作人员"],
-        summary="反向匹配：该政策应告知的企业（政府主动送）")
+        summary="反向匹配：该政策应告知的企业（政府主动送）", dependencies=[limited("reach")])
 def policy_enterprises(policy_id: str, state: StateDep, session: SessionDep, principal: Staff, request: Request,
                        page: Annotated[int, Query(ge=1, le=100_000)] = 1,
                        size: Annotated[int, Query(ge=1, le=200)] = 50,
@@ -776,7 +847,7 @@ def _version(session: Session, policy_id: str, version: int | None, status: str 
 
 
 @v1.post("/policies/{policy_id}/preview", response_model=PreviewOut, tags=["管理员"],
-         summary="发布前预览：草稿与现行版本分别触达哪些企业")
+         summary="发布前预览：草稿与现行版本分别触达哪些企业", dependencies=[limited("preview")])
 def preview(policy_id: str, state: StateDep, session: SessionDep, principal: Admin, request: Request,
             version: int | None = None, as_of: dt.date | None = None) -> dict[str, Any]:
     draft_row = _version(session, policy_id, version, None if version is not None else "draft")
@@ -837,7 +908,7 @@ def retire(policy_id: str, state: StateDep, session: SessionDep, principal: Admi
 def feedback(body: FeedbackIn, request: Request, state: StateDep, session: SessionDep,
              principal: SignedIn) -> dict[str, Any]:
     _enterprise_for(session, principal, body.uscc, request)
-    if not store.policy_versions(session, policy_id=body.policy_id):
+    if not _visible_versions(session, principal, body.policy_id):  # an unpublished draft is absent too
         raise ApiError(404, "not_found", f"未找到政策“{body.policy_id}”", "policy_id")
     row = store.add_feedback(session, principal=principal, uscc=_uscc(body.uscc), policy_id=body.policy_id,
                              kind=body.kind, note=body.note)
@@ -852,24 +923,33 @@ def create_app(settings: Settings | None = None, state: ServiceState | None = No
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.service = state or ServiceState.start(settings)
-        app.state.limiter = _RateLimiter()
+        app.state.limiter = limits.RateLimiter(app.state.service.engine)
         yield
         app.state.service.engine.dispose()
 
     app = FastAPI(title="policyfit 惠企政策双向适配", version="1.0",
                   description="企业画像 × 政策目录的双向匹配（徐委办〔2023〕37号 附件2 第三项）。错误统一为 {code, message, field}。",
-                  lifespan=lifespan, redoc_url=None, swagger_ui_oauth2_redirect_url=None)
-    # anonymous access is limited to the documented public routes: /docs and /openapi.json, no /redoc
+                  lifespan=lifespan, docs_url=None, redoc_url=None, swagger_ui_oauth2_redirect_url=None)
+    # anonymous access is limited to the documented public routes: /docs and /openapi.json, no /redoc;
+    # /docs is Swagger UI from files inside the installed packages (works without internet)
+    ops.mount_docs(app, title="policyfit 惠企政策双向适配")
     app.include_router(v1)
     from service.console import mount_console  # HTML: staff console and public calculator
 
     mount_console(app)
-    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES, body_timeout=settings.body_timeout_seconds)
     app.add_middleware(Metrics)
+    app.add_middleware(ops.SecurityHeaders)  # outermost of ours: the answers of the others get the headers too
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return _error(exc.status, exc.code, exc.message, exc.field)
+        return _error(exc.status, exc.code, exc.message, exc.field, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # answered by Starlette's outermost ServerErrorMiddleware, outside SecurityHeaders: headers set here
+        return _error(500, "internal_error", "服务内部错误，请稍后重试；如持续出现请联系管理员",
+                      headers=ops.PROTECTIVE_HEADERS)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -915,9 +995,12 @@ def create_app(settings: Settings | None = None, state: ServiceState | None = No
         return {"status": "ready", "catalog_version": matcher.catalog.version, "model_id": matcher.model_id,
                 "policies": len(matcher.catalog)}
 
-    @app.get("/metrics", tags=["运维"], summary="Prometheus 指标", response_class=PlainTextResponse)
-    def metrics() -> PlainTextResponse:
-        return PlainTextResponse(generate_latest().decode(), media_type=CONTENT_TYPE_LATEST)
+    @app.get("/metrics", tags=["运维"], summary="Prometheus 指标（多工作进程汇总）", response_class=PlainTextResponse,
+             responses={403: {"model": ErrorBody}})
+    def metrics(request: Request) -> Response:
+        if not ops.metrics_allowed(request, settings):
+            return _error(403, "forbidden", "无权读取运维指标：地址不在 POLICYFIT_METRICS_ALLOW 内，且未提供指标令牌")
+        return ops.metrics_response()
 
     return app
 

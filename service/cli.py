@@ -64,7 +64,11 @@ def match(
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         fail(f"企业画像文件不是有效的JSON（{exc}）")
     from service.importer import check_json_types
+    from service.store import unstorable
 
+    problem = unstorable(raw)  # the one screening predicate the API, console and importer use
+    if problem:
+        fail(f"{problem[0] or '企业画像'}：{problem[1]}")
     when = _as_of(as_of)
     try:
         check_json_types(raw)  # JSON types strictly, as the API and the importer do (true is no number)
@@ -540,24 +544,31 @@ def serve(
     port: Annotated[int, typer.Option("--port")] = 8000,
     workers: Annotated[int, typer.Option("--workers", help="工作进程数")] = 2,
 ) -> None:
-    """启动 HTTP 服务（uvicorn）。"""
-    import uvicorn
-
+    """启动 HTTP 服务（uvicorn）。超时与连接上限见 README“超时与慢速客户端”（POLICYFIT_HEADER_TIMEOUT_SECONDS 等）。"""
     _in_range("--port", port, 1, 65535)
     _in_range("--workers", workers, 1, 16)
-    from service.settings import get_settings
-    from service.state import sync_catalog
+    # first of all: the workers' Prometheus counters go to files in a shared directory (multiprocess
+    # mode), which prometheus_client only honours if the variable is set before it is imported
+    from service.serving import metrics_directory, uvicorn_options
 
-    engine = _engine()  # migrate once, before the workers start
-    sync_catalog(engine, get_settings())  # and load the catalog once: workers then find nothing to write
-    engine.dispose()
-    base = f"http://{host}:{port}"
-    typer.echo(f"policyfit 服务已启动（{workers}个工作进程）：\n"
-               f"  热线工作台  {base}/console（用工作人员令牌登录）\n"
-               f"  政策计算器  {base}/calculator（无需登录）\n"
-               f"  接口文档    {base}/docs\n"
-               f"  运维        {base}/readyz · {base}/metrics")
-    uvicorn.run("service.asgi:app", host=host, port=port, workers=workers, log_level="warning")
+    with metrics_directory():
+        import uvicorn
+
+        from service.settings import get_settings
+        from service.state import sync_catalog
+
+        settings = get_settings()
+        engine = _engine()  # migrate once, before the workers start
+        sync_catalog(engine, settings)  # and load the catalog once: workers then find nothing to write
+        engine.dispose()
+        base = f"http://{host}:{port}"
+        typer.echo(f"policyfit 服务已启动（{workers}个工作进程）：\n"
+                   f"  热线工作台  {base}/console（用工作人员令牌登录）\n"
+                   f"  政策计算器  {base}/calculator（无需登录）\n"
+                   f"  接口文档    {base}/docs\n"
+                   f"  运维        {base}/readyz · {base}/metrics")
+        uvicorn.run("service.asgi:app", host=host, port=port, workers=workers, log_level="warning",
+                    **uvicorn_options(settings))
 
 
 def main() -> None:

@@ -548,8 +548,7 @@ def calculator_page(request: Request) -> Response:
 @router.post("/calculator")
 def calculate(request: Request, state: api.StateDep, session: api.SessionDep, form: FormDep) -> Response:
     """The package for the profile in the form; nothing is stored. Rate-limited like POST /v1/match."""
-    client = request.client.host if request.client else "unknown"
-    _call(request.app.state.limiter.check, client, state.settings.anonymous_rate_per_minute)
+    _call(api.check_rate, request, state, store.ANONYMOUS, "match")  # the same shared count as POST /v1/match
     try:
         profile = profile_from_form(form)
     except ProfileError as exc:

@@ -89,6 +89,16 @@ class ConsoleSession(SQLModel, table=True):
     last_seen_at: dt.datetime = Field(default_factory=utcnow, index=True)
 
 
+class RateLimitWindow(SQLModel, table=True):
+    """Calls counted per (bucket, minute) for the rate limits every worker shares (``service.limits``).
+    ``window_no`` is the Unix time in whole minutes; rows older than the previous minute are deleted."""
+
+    __tablename__ = "rate_limit_window"
+    bucket: str = Field(primary_key=True, max_length=120)
+    window_no: int = Field(primary_key=True, index=True)
+    hits: int = 0
+
+
 class AuditLog(SQLModel, table=True):
     __tablename__ = "audit_log"
     id: int | None = Field(default=None, primary_key=True)

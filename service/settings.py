@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -36,6 +36,29 @@ class Settings(BaseSettings):
     package_cache_size: int = Field(8192, ge=0, le=1_000_000, description="computed packages kept per worker, "
                                     "keyed by the profile's content, the catalog revision, the date and the query "
                                     "(0 = no cache)")
+    # ---- limits, proxies and operations of the HTTP service ----
+    anonymous_search_per_minute: int = Field(30, ge=1, description="GET /v1/policies/search calls per client "
+                                             "per minute without a token")
+    token_rate_per_minute: int = Field(600, ge=0, description="calls per minute per token to each costly route "
+                                       "(match, search, an enterprise's package, reach, preview); 0 = no limit")
+    token_rate_overrides: dict[int, int] = Field(default_factory=dict, description="per-token limits as JSON "
+                                                 "{token id: calls per minute}, e.g. {\"12\": 3000} "
+                                                 "(ids as `policyfit tokens list` shows them; 0 = no limit)")
+    trusted_proxies: str = Field("", description="comma-separated addresses or networks of reverse proxies "
+                                 "whose X-Forwarded-For is believed (none by default: the socket peer is the "
+                                 "client)")
+    metrics_allow: str = Field("", description="comma-separated addresses or networks allowed to read /metrics "
+                               "(empty and no metrics_token = everyone)")
+    metrics_token: str = Field("", description="a bearer token that may read /metrics from anywhere "
+                               "(Authorization: Bearer <token>)")
+    header_timeout_seconds: float = Field(10.0, gt=0, le=300, description="`policyfit serve`: a connection must "
+                                          "deliver a request's complete headers within this time (slow clients)")
+    body_timeout_seconds: float = Field(30.0, gt=0, le=3600, description="a request body must arrive completely "
+                                        "within this time after its headers (408 otherwise)")
+    keep_alive_seconds: int = Field(5, ge=1, le=300, description="`policyfit serve`: an idle keep-alive "
+                                    "connection is closed after this time")
+    max_connections: int = Field(1000, ge=10, description="`policyfit serve`: connections plus running requests "
+                                 "per worker beyond which new requests get 503")
     # ---- nightly batch and push (政府主动送) ----
     batch_chunk_size: int = Field(20_000, ge=1, le=1_000_000, description="enterprises scored and committed "
                                   "per transaction by `policyfit batch run` (bounds memory)")
@@ -61,9 +84,31 @@ class Settings(BaseSettings):
                              "否则两个投递进程可能重复发送同一条消息")
         return self
 
+    @model_validator(mode="after")
+    def _addresses_parse(self) -> Settings:
+        _networks(self.trusted_proxies, "POLICYFIT_TRUSTED_PROXIES")
+        _networks(self.metrics_allow, "POLICYFIT_METRICS_ALLOW")
+        return self
+
+    @property
+    def trusted_networks(self) -> tuple[Any, ...]:
+        """``trusted_proxies`` parsed (IPv4/IPv6 networks)."""
+        return _networks(self.trusted_proxies, "POLICYFIT_TRUSTED_PROXIES")
+
+    @property
+    def metrics_networks(self) -> tuple[Any, ...]:
+        return _networks(self.metrics_allow, "POLICYFIT_METRICS_ALLOW")
+
     def model_post_init(self, _context: object) -> None:
         if not self.database_url:
             object.__setattr__(self, "database_url", f"sqlite:///{(self.data_dir / 'policyfit.db').resolve()}")
+
+
+@lru_cache(maxsize=64)
+def _networks(text: str, setting: str) -> tuple[Any, ...]:
+    from service.limits import parse_networks
+
+    return parse_networks(text, setting=setting)
 
 
 @lru_cache

@@ -182,20 +182,20 @@ def db(state: ServiceState) -> Iterator[Session]:
 
 
 @pytest.fixture
-def fresh_limiter(app: FastAPI) -> Iterator[None]:
-    """An empty anonymous rate-limit window before and after the test."""
-    from service.api import _RateLimiter
+def fresh_limiter(state: ServiceState) -> Iterator[None]:
+    """Empty rate-limit counters (shared by every app over this database) before and after the test."""
+    from service.limits import RateLimiter
 
-    app.state.limiter = _RateLimiter()
+    RateLimiter(state.engine).reset()
     yield
-    app.state.limiter = _RateLimiter()
+    RateLimiter(state.engine).reset()
 
 
 def policy_body(policy_id: str, eligibility: Any = None, **changes: Any) -> dict[str, Any]:
     """A valid policy body for the admin API (a copy of a catalog entry under a new id)."""
     import yaml
 
-    path = Path(__file__).resolve().parents[2] / "policies" / "catalog" / "bank-fee-reduction.yaml"
+    path = Path(__file__).resolve().parent / "data" / "policy_template.yaml"  # frozen policy body
     data = json.loads(json.dumps(yaml.safe_load(path.read_text(encoding="utf-8")), default=str))
     data.update(id=policy_id, title=f"测试政策{policy_id}", status="draft")
     data.pop("version", None)

@@ -1,0 +1,179 @@
+"""Rate limits that hold across workers and hosts: a sliding-window counter in the database.
+
+Every limited call is counted in the ``rate_limit_window`` table (SQLite by default, PostgreSQL in
+production), one row per (bucket, minute). A bucket is what is limited, e.g. ``match|ip:203.0.113.7``
+or ``search|token:12``. The decision uses the weighted two-window estimate (the previous minute's
+count, weighted by how much of it still lies inside the last 60 s, plus this minute's count), so a
+client cannot double its allowance by straddling a minute boundary. The increment is one atomic
+``INSERT … ON CONFLICT DO UPDATE … WHERE hits <= room`` statement: concurrent workers can never
+accept more than the limit between them. Refused calls are not counted.
+
+Who a client is: the socket peer's address, or — only when that peer is one of the configured
+trusted proxies (``POLICYFIT_TRUSTED_PROXIES``, none by default) — the address that the nearest
+untrusted hop of ``X-Forwarded-For`` names. IPv6 clients are counted per /64 (one subscriber's
+prefix), so rotating addresses inside it does not escape the limit.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from sqlalchemy import delete, select
+from sqlalchemy.engine import Engine
+
+from service.db import RateLimitWindow
+
+WINDOW_SECONDS = 60
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(text: str, *, setting: str) -> tuple[Network, ...]:
+    """``"10.0.0.1, 192.168.0.0/16, ::1"`` → networks; a wrong entry raises ValueError naming it."""
+    nets = []
+    for item in (p.strip() for p in text.replace(";", ",").split(",")):
+        if not item:
+            continue
+        try:
+            nets.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ValueError(f"{setting}：“{item}”不是有效的IP地址或网段（如 10.0.0.1 或 10.0.0.0/8）") from None
+    return tuple(nets)
+
+
+def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        address = ipaddress.ip_address(text.strip().strip("[]"))
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def in_networks(text: str, networks: Iterable[Network]) -> bool:
+    address = _ip(text)
+    return address is not None and any(address in net for net in networks)
+
+
+def client_address(peer: str, forwarded_for: Iterable[str], trusted: tuple[Network, ...]) -> str:
+    """The address a request is counted for.
+
+    ``peer`` is the socket's remote address; ``forwarded_for`` the values of every X-Forwarded-For
+    header in order. The header is believed only while walking back through trusted proxies: from the
+    right, each hop that is a trusted proxy passes the question to the hop before it; the first hop
+    that is not trusted is the client. With no trusted proxies (the default) the header is ignored.
+    """
+    if not trusted or not in_networks(peer, trusted):
+        return peer
+    hops = [h.strip() for value in forwarded_for for h in value.split(",")]
+    client = peer
+    for hop in reversed([h for h in hops if h]):
+        if _ip(hop) is None:
+            break  # garbage a client wrote: the last trusted hop is all we know
+        client = hop
+        if not in_networks(hop, trusted):
+            break
+    return client
+
+
+def client_key(address: str) -> str:
+    """The bucket part for an address: IPv4 as is, IPv6 per /64, anything else (a test client) as is."""
+    ip = _ip(address)
+    if ip is None:
+        return f"ip:{address[:60]}"
+    if isinstance(ip, ipaddress.IPv6Address):
+        return f"ip:{ipaddress.ip_network(f'{ip}/64', strict=False)}"
+    return f"ip:{ip}"
+
+
+def retry_after(prev: int, cur: int, limit: int, now: float) -> int:
+    """Whole seconds until one more call fits, assuming no other call is accepted meanwhile."""
+    for wait in range(1, 2 * WINDOW_SECONDS + 2):
+        t = now + wait
+        w, f = divmod(t, WINDOW_SECONDS)
+        frac = f / WINDOW_SECONDS
+        current_window = math.floor(now / WINDOW_SECONDS)
+        if w == current_window:
+            estimate = prev * (1 - frac) + cur
+        elif w == current_window + 1:
+            estimate = cur * (1 - frac)
+        else:
+            estimate = 0.0
+        if estimate + 1 <= limit:
+            return wait
+    return 2 * WINDOW_SECONDS
+
+
+@dataclass
+class Decision:
+    allowed: bool
+    retry_after: int = 0
+
+
+@dataclass
+class RateLimiter:
+    """The shared counter over ``engine``. ``clock`` is wall-clock seconds (the same on every worker of
+    a host; hosts sharing a PostgreSQL database should keep their clocks in sync, as NTP does)."""
+
+    engine: Engine
+    clock: Callable[[], float] = time.time
+    _purged: int = -1
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def hit(self, bucket: str, limit: int) -> Decision:
+        """Count one call in ``bucket`` if it fits ``limit`` per minute; otherwise refuse it (uncounted)."""
+        now = self.clock()
+        window = math.floor(now / WINDOW_SECONDS)
+        frac = (now - window * WINDOW_SECONDS) / WINDOW_SECONDS
+        table = RateLimitWindow.__table__  # type: ignore[attr-defined]
+        with self.engine.connect() as conn:
+            counts = dict(conn.execute(select(table.c.window_no, table.c.hits).where(
+                table.c.bucket == bucket, table.c.window_no.in_([window - 1, window]))).all())
+            conn.commit()
+            prev, cur = int(counts.get(window - 1, 0)), int(counts.get(window, 0))
+            room = limit - 1 - prev * (1 - frac)  # this window's count may be at most this before the call
+            accepted = False
+            if room >= 0:
+                stmt = _upsert(conn.dialect.name, table).values(bucket=bucket, window_no=window, hits=1)
+                stmt = stmt.on_conflict_do_update(
+                    index_elements=["bucket", "window_no"], set_={"hits": table.c.hits + 1},
+                    where=table.c.hits <= room).returning(table.c.hits)
+                accepted = conn.execute(stmt).first() is not None
+                conn.commit()
+            self._purge(conn, window)
+        if accepted:
+            return Decision(True)
+        seen = cur if room < 0 else max(cur, math.floor(room) + 1)  # the WHERE failed: at least this many
+        return Decision(False, retry_after(prev, seen, limit, now))
+
+    def _purge(self, conn: object, window: int) -> None:
+        """Drop windows older than the previous one (once per minute per worker)."""
+        with self._lock:
+            if self._purged == window:
+                return
+            self._purged = window
+        table = RateLimitWindow.__table__  # type: ignore[attr-defined]
+        conn.execute(delete(table).where(table.c.window_no < window - 1))  # type: ignore[attr-defined]
+        conn.commit()  # type: ignore[attr-defined]
+
+    def reset(self) -> None:
+        """Forget every count (tests, or an operator lifting a block)."""
+        table = RateLimitWindow.__table__  # type: ignore[attr-defined]
+        with self.engine.begin() as conn:
+            conn.execute(delete(table))
+
+
+def _upsert(dialect: str, table: object):  # type: ignore[no-untyped-def]
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:  # pragma: no cover - the service runs on SQLite or PostgreSQL only
+        raise RuntimeError(f"rate limits need SQLite or PostgreSQL, not {dialect}")
+    return insert(table)  # type: ignore[arg-type]
