@@ -114,6 +114,9 @@ class ProfileBatch:
     def with_derived(self, as_of: dt.date) -> ProfileBatch:
         """Add size (stated, else derived), is_sme, industry levels, size category, age."""
         cols = dict(self.columns)
+        for name in STATED_RULE_FIELDS:  # a batch encoded before a field existed: that field is unknown
+            if name not in cols:
+                cols.update(_unknown_column(name, self.n))
         industry = cols["industry_code"]
         uniques, inverse = np.unique(industry.astype(str), return_inverse=True)
         section = np.full(len(uniques), -1, dtype=np.int16)
@@ -177,6 +180,15 @@ class ProfileBatch:
                     m = int(col[i])
                     out[name] = [v for bit, v in enumerate(values(name)) if m >> bit & 1]
         return out
+
+
+def _unknown_column(name: str, n: int) -> dict[str, np.ndarray]:
+    kind = FIELDS[name].kind
+    if kind is Kind.NUMBER:
+        return {name: np.full(n, np.nan)}
+    if kind is Kind.SET:
+        return {name: np.zeros(n, dtype=np.uint16), name + "__known": np.zeros(n, dtype=bool)}
+    return {name: np.full(n, -1, dtype=np.int16)}
 
 
 def _days(value: Any) -> float:

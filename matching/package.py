@@ -16,8 +16,11 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from matching import gaps as gap_table
+from matching import offering
 from matching.columns import ProfileBatch
 from matching.embeddings import Embedder
+from matching.reference import evaluate
 from matching.relevance import FusionConfig, Mode, PolicyRetriever
 from matching.rules import (
     ELIGIBLE,
@@ -29,9 +32,9 @@ from matching.rules import (
     trace_rule,
 )
 from policies.loader import Catalog
-from policies.schema import Policy
+from policies.schema import STRENGTHS, Policy
 from profiles.features import Portrait
-from profiles.fields import FIELDS
+from profiles.fields import FIELDS, Kind
 
 
 class RankingConfig(BaseModel):
@@ -54,6 +57,12 @@ class RankingConfig(BaseModel):
         5, ge=0, description="an on-request policy also counts as triggered when it is among the k policies "
         "most relevant to the firm's words (callers say 销掉 or 挪到外地, not 注销 or 迁移)")
     semantic_trigger_min: float = Field(0.5, ge=0, le=1, description="…and its fused relevance is at least this")
+    on_request_top_k: int = Field(
+        10, ge=0, description="an on-request procedure is listed first, as being about the firm's words, when it "
+        "is among the k policies most relevant to them …")
+    on_request_relative: float = Field(
+        0.75, ge=0, le=1, description="… and its relevance is at least this fraction of the best policy's (scores "
+        "are compared within one text, so the floor is relative)")
     channel: Mode = Field("hybrid", description="relevance channel used (dense-only and lexical-only exist "
                           "for the evaluation's comparison rows)")
 
@@ -74,7 +83,67 @@ QUESTION_HINTS = {
 
 def question_for(field: str) -> str:
     """What a hotline operator asks the caller to settle an unknown field."""
-    return "请问" + QUESTION_HINTS.get(field, FIELDS[field].label) + "？"
+    if field in QUESTION_HINTS:
+        return "请问" + QUESTION_HINTS[field] + "？"
+    f = FIELDS[field]
+    if f.kind is Kind.NUMBER:
+        return f"请问企业的{f.label}是多少{f.unit}？"
+    if f.kind is Kind.BOOL:
+        return f"请问企业{f.label}？"
+    return f"请问企业的{f.label}是什么？"
+
+
+#: the profile field a question settles, for derived fields (one question about size settles is_sme too)
+QUESTION_FIELD = {"is_sme": "size", "age_years": "established_on", "industry_section": "industry_code",
+                  "industry_division": "industry_code", "industry_group": "industry_code",
+                  "size_category": "industry_code"}
+QUESTION_HINTS.update({
+    "established_on": "企业的成立日期",
+    "industry_code": "企业所属行业（国民经济行业代码，如 C3484；不清楚可说主营业务）",
+})
+#: questions put to the person filling the calculator (贵企业…)
+FIRM_QUESTIONS = {
+    "size": "贵企业的从业人员、营业收入和资产总额各是多少？（也可直接选择大型、中型、小型或微型）",
+    "established_on": "贵企业的成立日期是哪一天？",
+    "industry_code": "贵企业属于哪个行业？（国民经济行业代码，如 C3484；不清楚可填门类，如 C 制造业）",
+    "flags": "贵企业目前是否有经营异常、行政处罚、失信、破产、经营困难、劳动争议、被拖欠账款或涉案等情况？"
+             "（都没有请选“以上均无”）",
+    "qualifications": "贵企业已获得哪些资质认定（高新技术企业、科技型中小企业、专精特新等）？",
+    "trade": "贵企业是否有进出口、跨境电商或铁路货运业务？",
+}
+#: fields whose question concerns rare situations (破产, 涉案 are among the flags): always asked last
+RARE_QUESTION_FIELDS = ("flags",)
+QUESTION_LABELS = {"industry_code": "所属行业"}
+REVIEW_NOTE = "该政策信息已超过复核期限，请以主管部门最新公布为准"
+
+
+def question_for_firm(field: str) -> str:
+    """The same question put to the firm itself (the public calculator)."""
+    if field in FIRM_QUESTIONS:
+        return FIRM_QUESTIONS[field]
+    f = FIELDS[field]
+    if f.kind is Kind.NUMBER:
+        return f"贵企业的{f.label}是多少{f.unit}？"
+    if f.kind is Kind.BOOL:
+        return f"贵企业{f.label}？"
+    return f"贵企业的{f.label}是什么？"
+
+
+def ask_questions(possible: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The questions that settle the possibly-eligible policies: each profile field asked once, those that
+    settle the most policies first; rare situations (the ``flags`` question: 破产, 涉案 …) always last."""
+    groups: dict[str, dict[str, Any]] = {}
+    for entry in possible:
+        for name in entry["missing"]:
+            key = QUESTION_FIELD.get(name, name)
+            group = groups.setdefault(key, {
+                "field": key, "label": QUESTION_LABELS.get(key, FIELDS[key].label), "ask_staff": question_for(key),
+                "ask_firm": question_for_firm(key), "settles": []})
+            if entry["policy_id"] not in group["settles"]:
+                group["settles"].append(entry["policy_id"])
+    order = list(FIELDS)
+    return sorted(groups.values(), key=lambda g: (g["field"] in RARE_QUESTION_FIELDS, -len(g["settles"]),
+                                                   order.index(g["field"])))
 
 
 @dataclass
@@ -113,48 +182,71 @@ class Matcher:
         package: list[dict[str, Any]] = []
         possible: list[dict[str, Any]] = []
         near: list[dict[str, Any]] = []
-        on_request: list[dict[str, Any]] = []
+        candidates: list[tuple[Policy, float]] = []  # eligible, not called for: on request at most
         for i, comp in enumerate(self.engine.compiled):
             policy = comp.policy
-            if not result.active[i]:
+            if not result.active[i] or not policy.offered:
                 continue
             status = int(result.status[i, 0])
             hits = _trigger_hits(policy, context)
-            gated = policy.delivery == "on_trigger" and not hits and policy.id not in semantic
+            # what calls for a policy: it is an entitlement or a selective programme (not held for a
+            # trigger), the firm's words name it, or the firm is in a situation it serves (破产, 外贸 …)
+            standing = offering.proactive(policy) and policy.delivery == "proactive"
+            said = bool(hits) or policy.id in semantic
+            occasion = None if standing or said else offering.situation(policy, record)
+            called = standing or said or occasion is not None
             if status == ELIGIBLE:
-                if gated:
-                    on_request.append({"policy_id": policy.id, "title": policy.title,
-                                       "triggers": list(policy.triggers)})
+                if not called:
+                    candidates.append((policy, float(relevance[i])))
                     continue
                 traces = [trace_rule(c, result.cache, 0, record) for c in comp.clauses]
-                package.append(self._entry(policy, traces, record, hits, float(relevance[i])))
-            elif gated:
+                entry = self._entry(policy, traces, record, hits, float(relevance[i]))
+                if occasion is not None:
+                    entry["why_you"] = f"{occasion.render(record)}；{entry['why_you']}"
+                entry.update(_review(policy, as_of))
+                package.append(entry)
+            elif not called:
                 continue
             elif status == UNKNOWN:
                 traces = [trace_rule(c, result.cache, 0, record) for c in comp.clauses]
                 missing = list(dict.fromkeys(f for t in traces for f in t.unknown_fields()))
                 possible.append({**_source(policy), "missing": missing, "title": policy.title,
                                  "questions": [question_for(f) for f in missing],
-                                 "benefit": policy.benefit.description})
+                                 "benefit": policy.benefit.description, **_strength(policy),
+                                 **_review(policy, as_of)})
             elif result.near_miss[i, 0]:
-                traces = [trace_rule(c, result.cache, 0, record) for c in comp.clauses]
-                unmet = [_gap(t) for t in traces if t.outcome == FAILED]
-                near.append({**_source(policy), "unmet": unmet, "title": policy.title,
-                             "benefit": policy.benefit.description})
+                gap = _near_miss(comp.policy, comp.clauses, result.cache, record, as_of)
+                if gap is not None:
+                    near.append(gap)
         package.sort(key=lambda e: (-e["score"], e["policy_id"]))
         _mark_exclusive(package)
         if top is not None:
             package = package[:top]
+        near.sort(key=_near_order)
+        on_request = [
+            {**_source(self.catalog[e["policy_id"]]), **e, **_review(self.catalog[e["policy_id"]], as_of)}
+            for e in offering.on_request(candidates, record, said=context or None,
+                                         about=self._about_words(relevance) if context else set())]
         return {
             "enterprise": portrait.to_json(),
             "package": package,
             "possibly_eligible": possible,
-            "near_misses": near,
+            "near_misses": near[: gap_table.table().limit],
             "available_on_request": on_request,
+            "questions": ask_questions(possible),
             "summary": _summary(package),
             "catalog_version": self.catalog.version,
             "model_id": self.model_id,
         }
+
+    def _about_words(self, relevance: np.ndarray) -> set[str]:
+        """Policies the firm's words are about: among the top k, near the best one."""
+        cfg = self.ranking
+        if not len(relevance):
+            return set()
+        order = np.argsort(-relevance, kind="stable")[: cfg.on_request_top_k]
+        floor = cfg.on_request_relative * float(relevance[order[0]])
+        return {self.engine.compiled[i].id for i in order if relevance[i] >= floor and relevance[i] > 0}
 
     def _semantic_triggers(self, relevance: np.ndarray) -> set[str]:
         cfg = self.ranking
@@ -174,6 +266,7 @@ class Matcher:
             **_source(policy),
             "title": policy.title,
             "category": policy.category,
+            **_strength(policy),
             "score": round(score, 6),
             "reasons": [_reason(t) for t in traces] or ["面向所有市场主体，无特定条件"],
             "estimated_value_wan": value,
@@ -206,6 +299,43 @@ class Matcher:
 def _source(policy: Policy) -> dict[str, Any]:
     return {"policy_id": policy.id, "source_task": policy.source.task_no,
             "source_measure": policy.source.measure_no}
+
+
+def _strength(policy: Policy) -> dict[str, Any]:
+    return {"strength": policy.strength, "strength_label": STRENGTHS[policy.strength] if policy.strength else None}
+
+
+def _review(policy: Policy, as_of: dt.date) -> dict[str, Any]:
+    """An answer given after the entry's review date says so (Policy.needs_review)."""
+    late = policy.needs_review(as_of)
+    return {"needs_review": late, "review_note": REVIEW_NOTE if late else None}
+
+
+def _near_miss(policy: Policy, clauses: Sequence[Any], cache: Any, record: dict[str, Any],
+               as_of: dt.date) -> dict[str, Any] | None:
+    """A near miss worth showing: its one failed clause is closed by gaps this firm can act on
+    (``matching.gaps``: never size, industry, entity type, region or age, never a decrease, a
+    qualification only where the profile makes it plausible), else None."""
+    failing = [c for c in clauses if evaluate(c, record) is False]
+    if len(failing) != 1:
+        return None
+    gaps = gap_table.clause_gaps(failing[0], record)
+    if not gaps:
+        return None
+    traces = [trace_rule(c, cache, 0, record) for c in clauses]
+    return {**_source(policy), "title": policy.title, "unmet": [_gap(t) for t in traces if t.outcome == FAILED],
+            "gaps": gaps, "benefit": policy.benefit.description, **_strength(policy),
+            "estimated_value_wan": estimate_value(policy, record), **_review(policy, as_of)}
+
+
+STRENGTH_ORDER = {"entitlement": 0, "selective": 1, "procedure": 2, "channel": 3}
+
+
+def _near_order(entry: dict[str, Any]) -> tuple[Any, ...]:
+    """Best first: entitlements before selective programmes before procedures, then the larger
+    estimated value, then the fewer changes, then the id (deterministic)."""
+    return (STRENGTH_ORDER.get(entry["strength"], 9), -(entry["estimated_value_wan"] or 0.0), len(entry["gaps"]),
+            entry["policy_id"])
 
 
 def _trigger_hits(policy: Policy, context: str) -> list[str]:

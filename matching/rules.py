@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from matching.columns import ProfileBatch, codes
+from matching.gaps import order_of, statically_closable
 from policies.rules import All, Leaf, Not, Rule, leaves, top_clauses, vocabulary
 from policies.schema import Policy
 from profiles.fields import FIELDS, Kind
@@ -133,14 +134,12 @@ def eval_rule(rule: Rule, cache: LeafCache) -> Masks:
 
 
 def is_actionable(rule: Rule, negated: bool = False) -> bool:
-    """Can a firm meet this clause by its own action? Not when it asks for an adverse situation
-    (破产, 涉案 …) or for an attribute a firm does not choose (industry, region, age, entity type)."""
+    """Can a firm meet this clause by its own action? Only by raising a number, improving a grade,
+    obtaining a qualification or clearing a problem (``matching/data/gaps.yaml``): never by changing its
+    size, industry, entity type, region or age, never by shrinking, never by getting into trouble (破产, 涉案 …).
+    The package refines this per firm (plausibility, closeness) with ``matching.gaps.clause_gaps``."""
     if isinstance(rule, Leaf):
-        if not FIELDS[rule.field].actionable:
-            return False
-        if rule.field == "flags":  # requiring a problem is no gap; requiring its absence is
-            return (rule.op == "has_none") != negated
-        return True  # ordered categories are refined per row by ``improvable``
+        return statically_closable(rule, negated)  # ordered categories are refined per row by ``improvable``
     if isinstance(rule, Not):
         return is_actionable(rule.child, not negated)
     results = [is_actionable(c, negated) for c in rule.children]
@@ -296,7 +295,7 @@ def ordinal_leaf(rule: Rule) -> tuple[Leaf, bool] | None:
     negated = False
     while isinstance(rule, Not):
         rule, negated = rule.child, not negated
-    if isinstance(rule, Leaf) and FIELDS[rule.field].order:
+    if isinstance(rule, Leaf) and order_of(rule.field):
         return rule, negated
     return None
 
@@ -314,8 +313,10 @@ def improvable_value(leaf: Leaf, negated: bool, current: str | None) -> bool:
     """Does the condition allow a value better than ``current`` (per the field's order)?"""
     if current is None:
         return False
-    order = FIELDS[leaf.field].order
-    return any(order.index(v) < order.index(current) for v in allowed_values(leaf, negated))
+    order = order_of(leaf.field)
+    if current not in order:
+        return False
+    return any(v in order and order.index(v) < order.index(current) for v in allowed_values(leaf, negated))
 
 
 _IMPROVABLE: dict[tuple[tuple[str, str, Any], bool], np.ndarray] = {}
