@@ -323,6 +323,8 @@ def tokens_create(
         _in_range("--days", days, 1, 3650)
     if not label.strip() or len(label) > 80:
         fail("--label 不能为空，且不超过80字")
+    if store.unstorable(label):  # bytes that are not UTF-8 in argv arrive as lone surrogates
+        fail(f"--label：{store.unstorable(label)[1]}")  # type: ignore[index]
     expires = dt.datetime.now(dt.UTC) + dt.timedelta(days=days) if days else None
     with Session(_engine()) as session:
         try:

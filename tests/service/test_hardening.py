@@ -176,6 +176,36 @@ def test_cli_match_refuses_nul_and_lone_surrogates(tmp_path: Path) -> None:
         assert "needs" in result.stderr and words in result.stderr, result.stderr
 
 
+def test_the_importer_refuses_nul_and_lone_surrogates_row_by_row(state: ServiceState, tmp_path: Path) -> None:
+    """CSV and JSONL, NUL and lone surrogate (escaped in JSON, raw bytes in CSV): those rows are rejected
+    with their line, the clean rows around them are stored, no stored text holds either."""
+    from service.importer import import_file
+    from tests.service.test_import import good, stored, usccs
+
+    codes = usccs(7)
+    rows = [good(c, i) for i, c in enumerate(codes)]
+    jsonl = tmp_path / "poison.jsonl"
+    lines = [json.dumps(rows[0]), json.dumps({**rows[1], "name": "坏\x00名"}),
+             json.dumps({**rows[2], "business_scope": "坏\ud800范围"}), json.dumps(rows[3])]
+    jsonl.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    report = import_file(state.engine, jsonl)
+    assert (report.rows, report.rejected, report.created) == (4, 2, 2)
+    errors = [json.loads(x) for x in report.errors_file.read_text(encoding="utf-8").splitlines()]  # type: ignore[union-attr]
+    assert [(e["line"], e["field"]) for e in errors] == [(2, "name"), (3, "business_scope")]
+    csv_path = tmp_path / "poison.csv"
+    header = b"uscc,name,entity_type,region,employees\n"
+    body = (f"{codes[4]},好企业有限公司,enterprise,泉山区,12\n".encode()
+            + f"{codes[5]},坏".encode() + b"\x00" + "企业,enterprise,泉山区,12\n".encode()
+            + f"{codes[6]},坏".encode() + b"\xed\xa0\x80" + "企业,enterprise,泉山区,12\n".encode())
+    csv_path.write_bytes(header + body)
+    report = import_file(state.engine, csv_path)
+    assert report.rejected == 2 and report.created == 1, report
+    found = stored(state.engine, codes)
+    assert set(found) == {codes[0], codes[3], codes[4]}
+    for row in found.values():
+        assert store.unstorable(row.profile) is None
+
+
 # ---- fault 9: protective headers -----------------------------------------------------------------------
 def _assert_protected(response: Any, where: Any) -> None:
     assert response.headers.get("cache-control") == "no-store", (where, dict(response.headers))
@@ -391,3 +421,19 @@ def test_docs_use_only_files_the_app_serves(client: TestClient) -> None:
     for asset in ("/docs-assets/swagger-ui-bundle.js", "/docs-assets/swagger-ui.css", "/docs-assets/favicon.png"):
         assert client.get(asset).status_code == 200, asset
     assert "https://" not in page.text and "http://" not in page.text
+
+
+def test_cli_token_label_refuses_a_lone_surrogate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """argv bytes that are not UTF-8 reach Python as lone surrogates; they never become a stored label."""
+    from typer.testing import CliRunner
+
+    from service.cli import app
+    from service.settings import get_settings
+
+    monkeypatch.setenv("POLICYFIT_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(app, ["tokens", "create", "--role", "staff", "--label", "坐席\udced\udca0"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 2 and "--label" in result.stderr and "Unicode" in result.stderr, result.output
