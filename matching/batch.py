@@ -11,8 +11,10 @@ two parts so that the same code runs in-process, in a process pool and inside Sp
   table of encoded profiles. Whole columns only: no per-row Python.
 
 Statuses in the output: ``IN_PACKAGE`` (eligible and offered: what is pushed) and ``POSSIBLE`` (unknown:
-a question to ask). Ineligible pairs are not emitted, nor eligible on-trigger policies that the firm's
-words did not trigger (available on request: 注销, 迁移 … apply to nearly everyone and are not pushed). The ranking mirrors :class:`matching.package.Matcher` for a firm's
+a question to ask). Only entitlements (应享) and selective programmes (择优) are ever pushed (issue 10):
+procedures and service channels (注销, 迁移, 报装 …) are offered in the interactive package when called for,
+never pushed, so they are not emitted; nor are eligible on-trigger policies that the firm's words did not
+trigger, nor ineligible pairs. The ranking mirrors :class:`matching.package.Matcher` for a firm's
 own words; the interactive package also reads portrait tags when a firm states no needs, which the
 nightly ranking leaves out to keep the text table small (tags vary per firm, scopes do not).
 """
@@ -31,6 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from matching import offering
 from matching.columns import STATED_RULE_FIELDS, ProfileBatch, codes
 from matching.package import RankingConfig
 from matching.relevance import PolicyRetriever
@@ -119,6 +122,7 @@ class BatchScorer:
     policy_ids: tuple[str, ...]
     versions: np.ndarray  # int32 [m]
     on_trigger: np.ndarray  # bool [m]
+    proactive: np.ndarray  # bool [m]: an entitlement or a selective programme (the only pushable strengths)
     specificity: np.ndarray  # float64 [m] in [0, 1]
     formulas: tuple[str | None, ...]  # value estimate per policy (catalog formula), None = no estimate
     ranking: RankingConfig
@@ -131,7 +135,8 @@ class BatchScorer:
         spec = np.array([min(c.leaf_count, cfg.specificity_saturation) / cfg.specificity_saturation
                          for c in engine.compiled], dtype=np.float64)
         return cls(engine, tuple(p.id for p in policies), np.array([p.version for p in policies], np.int32),
-                   np.array([p.delivery == "on_trigger" for p in policies], dtype=bool), spec,
+                   np.array([p.delivery == "on_trigger" for p in policies], dtype=bool),
+                   np.array([offering.proactive(p) for p in policies], dtype=bool), spec,
                    tuple(p.benefit.estimate.formula if p.benefit.estimate else None for p in policies), cfg)
 
     @property
@@ -177,7 +182,8 @@ def score_batch(frame: pd.DataFrame, scorer: BatchScorer, signals: TextSignals, 
     cfg = scorer.ranking
     rel = signals.relevance[text_row].T  # [m, n]
     hits = signals.trigger_hits[text_row].T
-    offered = eligible & (~scorer.on_trigger[:, None] | hits | signals.semantic[text_row].T)
+    called = scorer.proactive[:, None] & (~scorer.on_trigger[:, None] | hits | signals.semantic[text_row].T)
+    offered = eligible & called
     value = np.zeros((scorer.m, n), dtype=np.float64)
     env = {name: batch.columns[name] for name in FIELDS if FIELDS[name].kind is Kind.NUMBER
            and name in batch.columns}
@@ -189,8 +195,9 @@ def score_batch(frame: pd.DataFrame, scorer: BatchScorer, signals: TextSignals, 
         value[i] = np.where(np.isfinite(raw), np.minimum(1.0, est / cfg.value_scale_wan), 0.0)
     score = (cfg.relevance * rel + cfg.trigger * hits + cfg.specificity * scorer.specificity[:, None]
              + cfg.value * value)
-    # eligible on-request pairs are not offered, so not emitted (they are most pairs: 注销, 迁移 … apply to all)
-    code = np.where(offered, IN_PACKAGE, np.where(status == UNKNOWN, POSSIBLE, 0)).astype(np.int8)
+    # eligible on-request pairs are not offered, so not emitted (they are most pairs: 注销, 迁移 … apply to all);
+    # procedures are never pushed, so an unknown one is no question for the push either
+    code = np.where(offered, IN_PACKAGE, np.where((status == UNKNOWN) & called, POSSIBLE, 0)).astype(np.int8)
     pol, row = np.nonzero(code)  # policy-major; reordered to enterprise-major below
     order = np.lexsort((pol, row))
     pol, row = pol[order], row[order]

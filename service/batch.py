@@ -60,6 +60,7 @@ from service.db import (
     PushItem,
     utcnow,
 )
+from service.push import firm_records, item_for_firm, item_text, package_link
 from service.settings import Settings
 from service.state import published_catalog
 
@@ -455,8 +456,10 @@ class ChunkWriter:
         cap = self.settings.push_weekly_cap
         send = {f for f in firms if f not in taken and (not cap or recent.get(f, 0) < cap)}
         items = pd.concat([fresh[_ITEM_COLUMNS[1:]], waiting[_ITEM_COLUMNS[1:]]], ignore_index=True)
+        items = items[items["uscc"].isin(send)]
+        records = firm_records(conn, sorted(set(items["uscc"])), self.as_of) if not items.empty else {}
         messages = [(uscc, self._payload(uscc, names.get(uscc), entries))
-                    for uscc, entries in self._entries(items[items["uscc"].isin(send)])]
+                    for uscc, entries in self._entries(items, records)]
         ids: dict[str, int] = {}
         if messages:
             bulk_insert(conn, o, {"idempotency_key": [f"pkg:{u}:{self.run_id}" for u, _ in messages],
@@ -479,8 +482,11 @@ class ChunkWriter:
         held = int((~fresh["uscc"].isin(send)).sum())
         return len(messages), held, len(attach)
 
-    def _entries(self, items: pd.DataFrame) -> Iterator[tuple[str, list[dict[str, Any]]]]:
-        """(firm, its message entries best first), firm by firm — one sort, no per-firm frames."""
+    def _entries(self, items: pd.DataFrame, records: dict[str, dict[str, Any]] | None = None,
+                 ) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+        """(firm, its message entries best first), firm by firm — one sort, no per-firm frames. Each entry
+        says why the firm qualifies with its own values (``records``), how to apply, who leads, the value
+        where known and the source in the plan (``service.push.item_text`` / ``item_for_firm``)."""
         items = items.sort_values(["uscc", "score", "policy_id"], ascending=[True, False, True])
         current: str | None = None
         entries: list[dict[str, Any]] = []
@@ -494,6 +500,9 @@ class ChunkWriter:
             entry: dict[str, Any] = {"idempotency_key": key, "policy_id": pid, "policy_version": int(version),
                                      "score": round(float(score), 6)}
             entry.update(self._policy_text(pid))
+            policy = self.policies.get(pid)
+            if policy is not None:
+                entry.update(item_for_firm(policy, (records or {}).get(str(uscc))))
             entries.append(entry)
         if current is not None:
             yield current, entries
@@ -503,11 +512,12 @@ class ChunkWriter:
         policy = self.policies.get(policy_id)
         if policy is None:
             return {}
-        return {"title": policy.title, "benefit": policy.benefit.description}
+        return item_text(policy)
 
     def _payload(self, uscc: str, name: str | None, entries: list[dict[str, Any]]) -> dict[str, Any]:
         return {"type": "policy_package", "uscc": uscc, "name": name, "run_id": self.run_id,
-                "as_of": self.as_of.isoformat(), "catalog_version": self.prep.catalog.version, "items": entries}
+                "as_of": self.as_of.isoformat(), "catalog_version": self.prep.catalog.version, "items": entries,
+                **package_link(self.settings, uscc)}
 
     def release_held(self) -> None:
         """Items held back by the weekly cap go out in this run when the cap allows (one transaction).

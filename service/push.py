@@ -313,3 +313,106 @@ def set_opt_out(engine: Engine, *, uscc: str, opted_out: bool) -> bool:
     e = Enterprise.__table__  # type: ignore[attr-defined]
     with engine.begin() as conn:
         return bool(conn.execute(sa.update(e).where(e.c.uscc == uscc).values(opted_out=opted_out)).rowcount)
+
+
+# ---- what a pushed message says (issue 10, item 8) ----------------------------------------------------------
+PACKAGE_PATH = "/v1/enterprises/{uscc}/package"
+
+
+def package_link(settings: Settings, uscc: str) -> dict[str, str]:
+    """Where the firm sees its whole package: ``POLICYFIT_PUBLIC_BASE_URL`` + the package path (the
+    enterprise reads it with its own token), and one Chinese line saying so."""
+    path = PACKAGE_PATH.format(uscc=uscc)
+    url = settings.public_base_url.rstrip("/") + path if settings.public_base_url else path
+    return {"package_url": url, "package_note": f"以上为新增政策；贵企业的全部政策套餐（含需补充信息和差一个条件的政策）请查看：{url}"}
+
+
+def firm_records(conn: Any, usccs: list[str], as_of: dt.date) -> dict[str, dict[str, Any]]:
+    """The rule record (stated and derived fields) of each firm, read from its stored profile: what a
+    message quotes as the firm's own values. Column-wise encoding; a profile that cannot be encoded is
+    left out (its items then say why without values)."""
+    from matching.batch import batch_from_frame, encode_profiles
+
+    e = Enterprise.__table__.c  # type: ignore[attr-defined]
+    rows: list[tuple[str, str]] = []
+    for i in range(0, len(usccs), 900):
+        rows += [(str(u), p) for u, p in conn.execute(sa.select(e.uscc, sa.cast(e.profile, sa.Text))
+                                                        .where(e.uscc.in_(usccs[i:i + 900]))).all()]
+
+    def encode(part: list[tuple[str, str]]) -> dict[str, dict[str, Any]]:
+        batch = batch_from_frame(encode_profiles([p for _, p in part])).with_derived(as_of)
+        return {u: batch.record(j) for j, (u, _) in enumerate(part)}
+
+    try:
+        return encode(rows) if rows else {}
+    except Exception:  # noqa: BLE001 (one bad profile must not silence the others' values)
+        out: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            try:
+                out.update(encode([row]))
+            except Exception:  # noqa: BLE001
+                log.warning("profile of %s could not be encoded for its message", row[0])
+        return out
+
+
+def item_text(policy: Any) -> dict[str, Any]:
+    """What every firm's item of this policy says: title, benefit, strength, how to apply, who leads, source."""
+    from policies.schema import STRENGTHS
+
+    return {"title": policy.title, "benefit": policy.benefit.description, "strength": policy.strength,
+            "strength_label": STRENGTHS.get(policy.strength or "", None), "how_to_apply": policy.how_to_apply,
+            "lead_departments": list(policy.lead_departments), "source_task": policy.source.task_no,
+            "source_measure": policy.source.measure_no}
+
+
+def item_for_firm(policy: Any, record: dict[str, Any] | None) -> dict[str, Any]:
+    """What this firm's item adds: one line on why it qualifies (its own values), the estimated yearly
+    value where the catalog gives a formula and the firm's inputs are known, and one line to act on."""
+    from matching.package import estimate_value
+
+    facts = _facts(policy.rule, record) if record is not None else []
+    if facts:
+        why = f"贵企业{'，'.join(facts[:3])}，符合条件"
+    elif record is not None:
+        why = "本政策面向所有市场主体，贵企业符合条件"
+    else:
+        why = "按贵企业登记的画像判断符合条件"
+    value = estimate_value(policy, record) if record is not None else None
+    assumption = policy.benefit.estimate.assumption if value is not None and policy.benefit.estimate else None
+    lead = "、".join(policy.lead_departments)
+    worth = f"，估算约{value:g}万元/年" if value else ""
+    line = f"{policy.title}：{why}{worth}。办理：{policy.how_to_apply.rstrip('。；')}（牵头部门：{lead}）。"
+    return {"why": why, "estimated_value_wan": value, "value_assumption": assumption, "line": line}
+
+
+def _facts(rule: Any, record: dict[str, Any], negated: bool = False) -> list[str]:
+    """The firm's own values that make ``rule`` hold, e.g. ``企业规模为小型``."""
+    from matching.gaps import effective_op
+    from matching.reference import evaluate
+    from matching.rules import value_text
+    from policies.rules import Leaf, Not
+    from profiles.fields import FIELDS
+
+    if isinstance(rule, Leaf):
+        truth = evaluate(rule, record)
+        op = effective_op(rule, negated)
+        if truth is None or truth == negated or op is None:
+            return []
+        field = FIELDS[rule.field]
+        value = record.get(rule.field)
+        if field.kind.value == "bool":
+            return [("属于" if value else "不属于") + field.label.removeprefix("是否")]
+        if isinstance(value, list):
+            shown = [v for v in value if v in rule.value] if op in ("has_any", "has_all") else []
+            if not shown:
+                return []  # "has none of …": nothing of the firm's to quote
+            return [f"{field.label}为{'、'.join(value_text(rule.field, v) for v in shown)}"]
+        return [f"{field.label}为{value_text(rule.field, value)}"]
+    if isinstance(rule, Not):
+        return _facts(rule.child, record, not negated)
+    out: list[str] = []
+    for child in rule.children:
+        truth = evaluate(child, record)
+        if truth is not None and truth != negated:
+            out += [f for f in _facts(child, record, negated) if f not in out]
+    return out

@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     push_lease_seconds: float = Field(120.0, gt=0, description="how long a deliverer owns a claimed message; "
                                       "must exceed the request timeout")
     push_claim_size: int = Field(50, ge=1, le=10_000, description="messages claimed per round")
+    public_base_url: str = Field("", description="the service's public address (e.g. https://policy.example.gov.cn): "
+                                 "a pushed message tells the firm to see its whole package at <this>/v1/enterprises/"
+                                 "<uscc>/package (with its enterprise token); empty = the message gives the path only")
 
     @model_validator(mode="after")
     def _lease_outlives_request(self) -> Settings:

@@ -29,6 +29,7 @@ from profiles.model import parse_profile
 from profiles.synth import synthesize
 
 AS_OF = dt.date(2024, 6, 1)
+PUSHED = ("entitlement", "selective")
 SAMPLE_FILES = sorted((Path(__file__).resolve().parents[2] / "profiles" / "samples").glob("*.json"))
 
 
@@ -66,10 +67,13 @@ def test_batch_packages_equal_the_matcher_for_firms_that_state_their_needs(match
         answer = matcher.match(derive(parse_profile(record), AS_OF))
         mine = out[out["uscc"] == record["uscc"]]
         offered = mine[mine["status"] == IN_PACKAGE]
+        # only entitlements and selective programmes are pushed (issue 10); the interactive package adds the
+        # procedures the firm's words or situation call for
         assert dict(zip(offered["policy_id"], offered["score"], strict=True)) == {
-            e["policy_id"]: e["score"] for e in answer["package"]}, record["uscc"]
+            e["policy_id"]: e["score"] for e in answer["package"] if e["strength"] in PUSHED}, record["uscc"]
         assert set(mine.loc[mine["status"] == POSSIBLE, "policy_id"]) >= {
-            e["policy_id"] for e in answer["possibly_eligible"]}
+            e["policy_id"] for e in answer["possibly_eligible"]
+            if e["strength"] in PUSHED and matcher.catalog[e["policy_id"]].delivery == "proactive"}
 
 
 def test_offers_are_eligible_and_on_request_policies_need_a_trigger(matcher: Matcher) -> None:
@@ -84,6 +88,8 @@ def test_offers_are_eligible_and_on_request_policies_need_a_trigger(matcher: Mat
     on_trigger = {p.id for p in matcher.catalog if p.delivery == "on_trigger"}
     scope_only = {r["uscc"] for r in records if not r.get("needs")}
     assert not offered[offered["policy_id"].isin(on_trigger) & offered["uscc"].isin(scope_only)].shape[0]
+    never_pushed = {p.id for p in matcher.catalog if p.strength not in PUSHED}  # procedures and channels
+    assert never_pushed and not offered["policy_id"].isin(never_pushed).any()
     assert not out.duplicated(["uscc", "policy_id"]).any()
 
 
