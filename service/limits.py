@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, text
 from sqlalchemy.engine import Engine
 
 from service.db import RateLimitWindow
@@ -127,30 +127,27 @@ class RateLimiter:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def hit(self, bucket: str, limit: int) -> Decision:
-        """Count one call in ``bucket`` if it fits ``limit`` per minute; otherwise refuse it (uncounted)."""
+        """Count one call in ``bucket`` if it fits ``limit`` per minute; otherwise refuse it (uncounted).
+
+        One statement decides and counts (the previous minute's count is read inside it); only a refusal
+        costs a second query, for Retry-After. On PostgreSQL the commit does not wait for the disk
+        (``synchronous_commit off`` for this transaction only): a counter lost in a crash costs nothing."""
         now = self.clock()
         window = math.floor(now / WINDOW_SECONDS)
-        frac = (now - window * WINDOW_SECONDS) / WINDOW_SECONDS
-        table = RateLimitWindow.__table__  # type: ignore[attr-defined]
+        weight = 1 - (now - window * WINDOW_SECONDS) / WINDOW_SECONDS  # how much of the last minute still counts
+        params = {"bucket": bucket, "window": window, "previous": window - 1, "weight": weight, "room": limit - 1}
         with self.engine.connect() as conn:
-            counts = dict(conn.execute(select(table.c.window_no, table.c.hits).where(
-                table.c.bucket == bucket, table.c.window_no.in_([window - 1, window]))).all())
+            if conn.dialect.name == "postgresql":
+                conn.execute(_NO_FSYNC)
+            accepted = conn.execute(_COUNT, params).first() is not None
             conn.commit()
-            prev, cur = int(counts.get(window - 1, 0)), int(counts.get(window, 0))
-            room = limit - 1 - prev * (1 - frac)  # this window's count may be at most this before the call
-            accepted = False
-            if room >= 0:
-                stmt = _upsert(conn.dialect.name, table).values(bucket=bucket, window_no=window, hits=1)
-                stmt = stmt.on_conflict_do_update(
-                    index_elements=["bucket", "window_no"], set_={"hits": table.c.hits + 1},
-                    where=table.c.hits <= room).returning(table.c.hits)
-                accepted = conn.execute(stmt).first() is not None
+            if not accepted:
+                counts = dict(conn.execute(_COUNTS, params).all())
                 conn.commit()
             self._purge(conn, window)
         if accepted:
             return Decision(True)
-        seen = cur if room < 0 else max(cur, math.floor(room) + 1)  # the WHERE failed: at least this many
-        return Decision(False, retry_after(prev, seen, limit, now))
+        return Decision(False, retry_after(int(counts.get(window - 1, 0)), int(counts.get(window, 0)), limit, now))
 
     def _purge(self, conn: object, window: int) -> None:
         """Drop windows older than the previous one (once per minute per worker)."""
@@ -169,11 +166,20 @@ class RateLimiter:
             conn.execute(delete(table))
 
 
-def _upsert(dialect: str, table: object):  # type: ignore[no-untyped-def]
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    elif dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
-    else:  # pragma: no cover - the service runs on SQLite or PostgreSQL only
-        raise RuntimeError(f"rate limits need SQLite or PostgreSQL, not {dialect}")
-    return insert(table)  # type: ignore[arg-type]
+# explicit types: PostgreSQL cannot infer a parameter used both as a value and in a comparison
+_B, _W, _P = "CAST(:bucket AS VARCHAR(120))", "CAST(:window AS INTEGER)", "CAST(:previous AS INTEGER)"
+_WEIGHT, _ROOM = "CAST(:weight AS DOUBLE PRECISION)", "CAST(:room AS DOUBLE PRECISION)"
+_PREVIOUS = (f"(SELECT coalesce(max(p.hits), 0) FROM rate_limit_window AS p "
+             f"WHERE p.bucket = {_B} AND p.window_no = {_P})")
+#: Insert or increment this minute's row only if, after the call, this minute's count plus the previous
+#: minute's weighted count stays within the limit. Same SQL on SQLite (≥ 3.35) and PostgreSQL; a row comes
+#: back only when the call was counted.
+_COUNT = text(
+    "INSERT INTO rate_limit_window (bucket, window_no, hits) "
+    f"SELECT {_B}, {_W}, 1 WHERE {_PREVIOUS} * {_WEIGHT} <= {_ROOM} "
+    "ON CONFLICT (bucket, window_no) DO UPDATE SET hits = rate_limit_window.hits + 1 "
+    f"WHERE rate_limit_window.hits + {_PREVIOUS} * {_WEIGHT} <= {_ROOM} "
+    "RETURNING hits")
+_COUNTS = text(f"SELECT window_no, hits FROM rate_limit_window "
+               f"WHERE bucket = {_B} AND window_no IN ({_P}, {_W})")
+_NO_FSYNC = text("SET LOCAL synchronous_commit TO OFF")
