@@ -347,6 +347,8 @@ def _leaf_facts(trace: ClauseTrace) -> list[str]:
         if trace.outcome != PASSED:
             return []
         field = FIELDS[trace.field]
+        if field.kind.value == "set" and "不含" in trace.text:  # "has none of …": nothing of the firm's to quote
+            return []
         if field.kind.value == "bool":  # 属于中小微企业, not 是否中小微企业为是
             return [("属于" if trace.observed else "不属于") + field.label.removeprefix("是否")]
         return [f"{field.label}为{trace.observed_text}"]
