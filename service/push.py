@@ -370,7 +370,7 @@ def item_for_firm(policy: Any, record: dict[str, Any] | None) -> dict[str, Any]:
     value where the catalog gives a formula and the firm's inputs are known, and one line to act on."""
     from matching.package import estimate_value
 
-    facts = _facts(policy.rule, record) if record is not None else []
+    facts = _facts_cached(policy, record) if record is not None else []
     if facts:
         why = f"贵企业{'，'.join(facts[:3])}，符合条件"
     elif record is not None:
@@ -383,6 +383,27 @@ def item_for_firm(policy: Any, record: dict[str, Any] | None) -> dict[str, Any]:
     worth = f"，估算约{value:g}万元/年" if value else ""
     line = f"{policy.title}：{why}{worth}。办理：{policy.how_to_apply.rstrip('。；')}（牵头部门：{lead}）。"
     return {"why": why, "estimated_value_wan": value, "value_assumption": assumption, "line": line}
+
+
+_FACTS: dict[tuple[Any, ...], list[str]] = {}
+
+
+def _facts_cached(policy: Any, record: dict[str, Any]) -> list[str]:
+    """:func:`_facts`, remembered per policy version and the values of the fields its rule reads (firms
+    share them: a night's messages reuse a few thousand distinct lines)."""
+    from policies.rules import fields_of
+
+    key = (policy.id, policy.version, *(_frozen(record.get(f)) for f in fields_of(policy.rule)))
+    hit = _FACTS.get(key)
+    if hit is None:
+        if len(_FACTS) > 200_000:
+            _FACTS.clear()
+        hit = _FACTS[key] = _facts(policy.rule, record)
+    return hit
+
+
+def _frozen(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
 
 
 def _facts(rule: Any, record: dict[str, Any], negated: bool = False) -> list[str]:
