@@ -7,6 +7,12 @@ chunk, in one transaction: the snapshot of what is offered, the push items (uniq
 policy and version), the outbox messages (one per enterprise per run, within the weekly cap), the
 enterprise's cursor and the run report. A run killed at any point leaves only whole chunks behind; the
 next run skips them through the cursor and carries on, so nothing is pushed twice or lost.
+
+A row that cannot be scored never stops the run: every profile read is first validated as the API would
+(:func:`profiles.model.parse_profile`, founding date not after the run's day), and a chunk whose encoding
+or scoring still fails is split until the failing rows are found. Those rows are *quarantined*: listed with
+their USCC and the reason (Chinese) in the run report and in ``batch status``, left without a cursor (so
+they are looked at again every night until fixed) and skipped; every other firm is scored as usual.
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ from matching.package import Matcher
 from policies.loader import Catalog, load_catalog
 from policies.schema import Policy
 from profiles.fields import FIELDS
+from profiles.model import ProfileError, parse_profile
 from service import store
 from service.db import (
     BatchCursor,
@@ -68,6 +75,7 @@ log = logging.getLogger("policyfit.batch")
 ENGINES = ("local", "spark")
 IN_LIST = 900  # ids per IN (...) list: below every backend's parameter limit
 _ITEM_COLUMNS = ["id", "uscc", "idempotency_key", "policy_id", "policy_version", "score"]
+QUARANTINE_LISTED = 1000  # quarantined rows listed by USCC and reason in a run report; more are counted
 
 
 class BatchError(RuntimeError):
@@ -146,6 +154,64 @@ def iter_candidates(engine: Engine, catalog_key: str, as_of: dt.date, chunk: int
         yield frame
 
 
+# ---- quarantine: rows that cannot be scored ------------------------------------------------------------
+Quarantined = list[dict[str, str]]  # [{"uscc": …, "reason": …}] — the reason is for a person (Chinese)
+
+
+def profile_problem(uscc: str, text: Any, latest_founding: dt.date) -> str | None:
+    """Why a stored profile (its JSON text) cannot be scored, or None: it must be a JSON object that
+    passes the same validation as the API (:func:`parse_profile`, founding date not after
+    ``latest_founding``) and name the enterprise it is stored under."""
+    if text is None:
+        return "画像为空"
+    try:
+        data = json.loads(text) if isinstance(text, str | bytes) else text
+    except (ValueError, RecursionError) as exc:
+        return f"画像不是有效的JSON：{str(exc)[:120]}"
+    try:
+        profile = parse_profile(data, as_of=latest_founding)
+    except ProfileError as exc:
+        return "；".join(message for _, message in exc.errors[:3])
+    except (TypeError, ValueError, RecursionError) as exc:  # anything the model did not foresee
+        return f"画像无法校验：{str(exc)[:120]}"
+    if profile.uscc != uscc:
+        return f"画像中的统一社会信用代码{profile.uscc}与记录的{uscc}不一致"
+    return None
+
+
+def isolate(rows: pd.DataFrame, attempt: Callable[[pd.DataFrame], pd.DataFrame],
+            what: str) -> tuple[pd.DataFrame | None, Quarantined]:
+    """``attempt(rows)``; if it raises, the rows are split in halves until the ones it fails on are found
+    (each alone): returns (the results of the rows it succeeds on, in order, or None; the failing rows)."""
+    try:
+        return attempt(rows), []
+    except Exception as exc:  # noqa: BLE001 (whatever a poison row raises, the others must go on)
+        if len(rows) <= 1:
+            uscc = str(rows["uscc"].iloc[0]) if len(rows) else ""
+            log.warning("quarantined %s: %s failed: %r", uscc, what, exc)
+            return None, [{"uscc": uscc, "reason": f"{what}失败：{type(exc).__name__}: {str(exc)[:160]}"}]
+    mid = len(rows) // 2
+    head, bad_head = isolate(rows.iloc[:mid], attempt, what)
+    tail, bad_tail = isolate(rows.iloc[mid:], attempt, what)
+    parts = [p for p in (head, tail) if p is not None]
+    return (pd.concat(parts, ignore_index=True) if parts else None), bad_head + bad_tail
+
+
+def score_isolating(frame: pd.DataFrame, scorer: BatchScorer, signals: TextSignals, as_of: dt.date,
+                    timings: dict[str, float] | None = None) -> tuple[pd.DataFrame, Quarantined]:
+    """:func:`score_batch`, with the rows it fails on (if any) quarantined instead of failing the chunk."""
+    if frame.empty:
+        return no_results(), []
+    results, bad = isolate(frame, lambda part: score_batch(part, scorer, signals, as_of, timings=timings), "评分")
+    return (no_results() if results is None else results), bad
+
+
+def no_results() -> pd.DataFrame:
+    """An empty answer of :func:`score_batch` (a chunk with nothing left to score)."""
+    dtypes = {"string": object, "int": "int32", "tinyint": "int8", "double": "float64"}
+    return pd.DataFrame({c: pd.Series(dtype=dtypes[t]) for c, t in result_schema().items()})
+
+
 # ---- scoring workers ------------------------------------------------------------------------------------
 _WORKER: dict[str, Any] = {}
 
@@ -154,10 +220,11 @@ def _init_worker(scorer: BatchScorer, as_of: dt.date) -> None:
     _WORKER["scorer"], _WORKER["as_of"] = scorer, as_of
 
 
-def _score_in_worker(frame: pd.DataFrame, signals: TextSignals) -> tuple[pd.DataFrame, dict[str, float]]:
+def _score_in_worker(frame: pd.DataFrame,
+                     signals: TextSignals) -> tuple[pd.DataFrame, Quarantined, dict[str, float]]:
     timings: dict[str, float] = {}
-    out = score_batch(frame, _WORKER["scorer"], signals, _WORKER["as_of"], timings=timings)
-    return out, timings
+    out, bad = score_isolating(frame, _WORKER["scorer"], signals, _WORKER["as_of"], timings)
+    return out, bad, timings
 
 
 # ---- one run ---------------------------------------------------------------------------------------------
@@ -224,7 +291,8 @@ class Report:
     def start(cls, *, engine_kind: str, workers: int, total: int, todo: int) -> Report:
         return cls({"engine": engine_kind, "workers": workers,
                     "enterprises": {"stored": total, "to_score": todo, "scored": 0, "skipped": total - todo,
-                                    "opted_out": 0},
+                                    "opted_out": 0, "quarantined": 0},
+                    "quarantined": [],
                     "items": {"offered": 0, "new": 0, "repeated": 0, "held": 0, "released": 0, "possible": 0},
                     "messages": 0, "chunks": 0, "by_policy": {}, "by_region": {}, "by_size": {},
                     "timings": {"load": 0.0, "rules": 0.0, "ranking": 0.0, "write": 0.0}})
@@ -232,6 +300,14 @@ class Report:
     def add_timings(self, timings: dict[str, float]) -> None:
         for k, v in timings.items():
             self.data["timings"][k] = round(self.data["timings"].get(k, 0.0) + v, 3)
+
+    def quarantine(self, rows: Quarantined) -> None:
+        """Rows skipped because they cannot be scored: counted, and listed (up to QUARANTINE_LISTED)."""
+        if not rows:
+            return
+        self.data["enterprises"]["quarantined"] += len(rows)
+        listed = self.data["quarantined"]
+        listed.extend(rows[:max(0, QUARANTINE_LISTED - len(listed))])
 
     def _bump(self, section: str, key: str, field_name: str, by: int) -> None:
         if by:
@@ -268,15 +344,16 @@ def run_batch(engine: Engine, settings: Settings, *, as_of: dt.date, engine_kind
             if engine_kind == "spark":
                 from service.batch_spark import score_with_spark
 
-                for meta, results, timings in score_with_spark(engine, settings, prep, as_of=as_of, run_id=run_id,
-                                                               workers=workers, chunk=settings.batch_chunk_size):
+                for meta, results, timings, bad in score_with_spark(engine, settings, prep, as_of=as_of,
+                                                                    run_id=run_id, workers=workers,
+                                                                    chunk=settings.batch_chunk_size):
                     report.add_timings(timings)
-                    writer.write(meta, results)
-                    bar.advance(len(meta))
+                    writer.write(meta, results, bad)
+                    bar.advance(len(meta) + len(bad))
             else:
-                for meta, results in _score_local(engine, settings, prep, as_of, workers, report):
-                    writer.write(meta, results)
-                    bar.advance(len(meta))
+                for meta, results, bad in _score_local(engine, settings, prep, as_of, workers, report):
+                    writer.write(meta, results, bad)
+                    bar.advance(len(meta) + len(bad))
     except BaseException:
         with Session(engine) as session:
             row = session.get(BatchRun, run_id)
@@ -295,49 +372,84 @@ def run_batch(engine: Engine, settings: Settings, *, as_of: dt.date, engine_kind
         return row
 
 
+def _without(meta: pd.DataFrame, bad: Quarantined) -> pd.DataFrame:
+    """The chunk metadata without the quarantined rows."""
+    if not bad:
+        return meta
+    return meta[~meta["uscc"].isin({b["uscc"] for b in bad})].reset_index(drop=True)
+
+
 def _score_local(engine: Engine, settings: Settings, prep: Prepared, as_of: dt.date, workers: int,
-                 report: Report) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
-    """(chunk metadata, scores) in chunk order: inline for one worker, else a process pool with up to
-    ``workers`` chunks in flight while the main process reads and writes."""
+                 report: Report) -> Iterator[tuple[pd.DataFrame, pd.DataFrame, Quarantined]]:
+    """(chunk metadata, scores, quarantined rows) in chunk order: inline for one worker, else a process
+    pool with up to ``workers`` chunks in flight while the main process reads and writes."""
     texts = TextTable(prep.matcher, prep.scorer)
 
-    def encoded() -> Iterator[tuple[pd.DataFrame, pd.DataFrame, TextSignals]]:
+    def encoded() -> Iterator[tuple[pd.DataFrame, pd.DataFrame, TextSignals, Quarantined]]:
         for raw in iter_candidates(engine, prep.catalog_key, as_of, settings.batch_chunk_size):
             t0 = time.perf_counter()
-            frame, meta = _encode_chunk(raw, prep, as_of)
+            frame, meta, bad = _encode_chunk(raw, prep, as_of)
             frame["text_row"], signals = texts.local(texts.rows_for(frame.pop("text_key").to_numpy()))
             report.add_timings({"load": time.perf_counter() - t0})
-            yield frame, meta, signals
+            yield frame, meta, signals, bad
 
     if workers <= 1:
-        for frame, meta, signals in encoded():
+        for frame, meta, signals, bad in encoded():
             timings: dict[str, float] = {}
-            results = score_batch(frame, prep.scorer, signals, as_of, timings=timings)
+            results, failed = score_isolating(frame, prep.scorer, signals, as_of, timings)
             report.add_timings(timings)
-            yield meta, results
+            yield _without(meta, failed), results, bad + failed
         return
+    Pending = tuple[pd.DataFrame, pd.DataFrame, TextSignals, Quarantined,
+                    Future[tuple[pd.DataFrame, Quarantined, dict[str, float]]]]
+
+    def finish(item: Pending) -> tuple[pd.DataFrame, pd.DataFrame, Quarantined]:
+        frame, meta, signals, bad, fut = item
+        try:
+            results, failed, timings = fut.result()
+        except Exception as exc:  # noqa: BLE001 (e.g. a worker died on the chunk): score it here, isolating
+            log.warning("scoring worker failed on a chunk (%r); scoring it in the main process", exc)
+            timings = {}
+            results, failed = score_isolating(frame, prep.scorer, signals, as_of, timings)
+        report.add_timings(timings)
+        return _without(meta, failed), results, bad + failed
+
     with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(prep.scorer, as_of)) as pool:
-        pending: list[tuple[pd.DataFrame, Future[tuple[pd.DataFrame, dict[str, float]]]]] = []
-        for frame, meta, signals in encoded():
-            pending.append((meta, pool.submit(_score_in_worker, frame, signals)))
+        pending: list[Pending] = []
+        for frame, meta, signals, bad in encoded():
+            pending.append((frame, meta, signals, bad, pool.submit(_score_in_worker, frame, signals)))
             if len(pending) > workers:
-                meta0, fut = pending.pop(0)
-                results, timings = fut.result()
-                report.add_timings(timings)
-                yield meta0, results
-        for meta0, fut in pending:
-            results, timings = fut.result()
-            report.add_timings(timings)
-            yield meta0, results
+                yield finish(pending.pop(0))
+        for item in pending:
+            yield finish(item)
 
 
-def _encode_chunk(raw: pd.DataFrame, prep: Prepared, as_of: dt.date) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(encoded profile columns + uscc + text_key, metadata for the write: who, where, recheck day)."""
-    frame = encode_profiles(raw["profile"])
-    frame["uscc"] = raw["uscc"].to_numpy(dtype=object)
-    meta = raw.drop(columns=["profile"]).copy()
+def _encode_chunk(raw: pd.DataFrame, prep: Prepared,
+                  as_of: dt.date) -> tuple[pd.DataFrame, pd.DataFrame, Quarantined]:
+    """(encoded profile columns + uscc + text_key, metadata for the write: who, where, recheck day,
+    the rows quarantined: invalid profiles, and any the encoder still fails on).
+
+    A founding date may not be after the later of the run's day and today: a run over a past day (a
+    replay) still scores the firms founded since, as before."""
+    latest = max(as_of, dt.date.today())
+    problems = [profile_problem(u, t, latest) for u, t in zip(raw["uscc"].tolist(), raw["profile"].tolist(),
+                                                               strict=True)]
+    bad: Quarantined = [{"uscc": str(u), "reason": r} for u, r in zip(raw["uscc"].tolist(), problems, strict=True)
+                        if r is not None]
+    for b in bad:
+        log.warning("quarantined %s: %s", b["uscc"], b["reason"])
+    good = raw[[r is None for r in problems]].reset_index(drop=True) if bad else raw
+
+    def encode(rows: pd.DataFrame) -> pd.DataFrame:
+        frame = encode_profiles(rows["profile"])
+        frame["uscc"] = rows["uscc"].to_numpy(dtype=object)
+        return frame
+
+    encoded, failed = isolate(good, encode, "画像编码") if len(good) else (None, [])
+    frame = encoded if encoded is not None else encode(good.iloc[0:0]).assign(text_key=pd.Series(dtype=object))
+    meta = _without(good.drop(columns=["profile"]), failed).copy()
     meta["recheck"] = recheck_days(frame["established_on"].to_numpy(dtype=np.float64), as_of, prep.thresholds)
-    return frame, meta
+    return frame, meta, bad + failed
 
 
 # ---- writing a chunk: snapshot, push items, messages, cursor, report — one transaction ------------------------
@@ -373,6 +485,9 @@ def bulk_insert(conn: Connection, table: sa.Table, columns: dict[str, list[Any]]
                 for values in zip(*(processed[k] for k in keys), strict=True)]
     conn.exec_driver_sql(str(compiled), rows)
 
+_LAST_DAY = float((dt.date.max - EPOCH).days)
+
+
 class ChunkWriter:
     def __init__(self, engine: Engine, settings: Settings, prep: Prepared, *, run_id: int, as_of: dt.date,
                  now: dt.datetime, report: Report) -> None:
@@ -380,8 +495,14 @@ class ChunkWriter:
         self.run_id, self.as_of, self.now, self.report = run_id, as_of, now, report
         self.policies = {p.id: p for p in prep.catalog}
 
-    def write(self, meta: pd.DataFrame, results: pd.DataFrame) -> None:
+    def write(self, meta: pd.DataFrame, results: pd.DataFrame, quarantined: Quarantined | None = None) -> None:
         t0 = time.perf_counter()
+        self.report.quarantine(quarantined or [])
+        if meta.empty:  # every row of the chunk was quarantined: only the report changes
+            with self.engine.begin() as conn:
+                conn.execute(sa.update(BatchRun.__table__).where(BatchRun.__table__.c.id == self.run_id)  # type: ignore[attr-defined]
+                             .values(report=self.report.data))
+            return
         usccs = meta["uscc"].astype(str).tolist()
         offered = results[results["status"] == IN_PACKAGE]
         with self.engine.begin() as conn:
@@ -554,7 +675,8 @@ class ChunkWriter:
         usccs = meta["uscc"].astype(str).tolist()
         for i in range(0, len(usccs), IN_LIST):
             conn.execute(sa.delete(c).where(c.c.uscc.in_(usccs[i:i + IN_LIST])))
-        recheck = [None if np.isnan(d) else EPOCH + dt.timedelta(days=int(d)) for d in meta["recheck"].tolist()]
+        recheck = [None if np.isnan(d) or d >= _LAST_DAY else EPOCH + dt.timedelta(days=int(d))
+                   for d in meta["recheck"].tolist()]  # a day past the calendar's end: never
         bulk_insert(conn, c, {"uscc": usccs, "content_hash": meta["content_hash"].astype(str).tolist(),
                               "recheck_on": recheck},
                     {"catalog_key": self.prep.catalog_key, "run_id": self.run_id, "scored_at": self.now})
@@ -642,6 +764,22 @@ def recent_runs(engine: Engine, limit: int = 10) -> list[BatchRun]:
 STATUS_LABELS = {"running": "运行中", "succeeded": "成功", "failed": "失败", "interrupted": "中断"}
 
 
+def quarantine_lines(run: BatchRun, *, limit: int | None = None) -> list[str]:
+    """The run's quarantined rows (USCC and reason), for ``batch run`` / ``batch status``; none = no lines."""
+    d = run.report or {}
+    count = int(d.get("enterprises", {}).get("quarantined", 0))
+    if not count:
+        return []
+    listed: list[dict[str, str]] = d.get("quarantined", [])
+    shown = listed if limit is None else listed[:limit]
+    lines = [f"隔离（画像无法评分，本次跳过，修正后下次运行自动评分）：{count} 家"]
+    lines += [f"  {q.get('uscc', '')}  {q.get('reason', '')}" for q in shown]
+    if count > len(shown):
+        more = f"，完整列表见 policyfit batch status --run {run.id}" if len(listed) > len(shown) else ""
+        lines.append(f"  ……另有 {count - len(shown)} 家未列出{more}")
+    return lines
+
+
 def render_report(run: BatchRun, *, top: int = 10) -> str:
     d = run.report or {}
     ent, items = d.get("enterprises", {}), d.get("items", {})
@@ -653,6 +791,7 @@ def render_report(run: BatchRun, *, top: int = 10) -> str:
         f"推荐：在套餐中 {items.get('offered', 0)}，新增 {items.get('new', 0)}，重复（已推送过）{items.get('repeated', 0)}，"
         f"因每周上限暂缓 {items.get('held', 0)}，释放暂缓 {items.get('released', 0)}；可能符合 {items.get('possible', 0)}",
         f"消息：{d.get('messages', 0)} 条（每家企业每次最多一条）",
+        *quarantine_lines(run),
     ]
     timings = d.get("timings", {})
     if timings:

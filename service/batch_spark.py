@@ -9,6 +9,10 @@
 3. Each chunk's results go back through the same write path as the local engine (snapshot, push items,
    messages, cursor and report in one transaction per chunk).
 
+Rows that cannot be scored are quarantined as with the local engine: invalid profiles while exporting,
+and rows the scorer fails on inside the Spark task (the partition is split until they are found; each
+comes back as a row with status :data:`QUARANTINED` and the reason in ``policy_id``).
+
 Locally Spark runs as ``local[N]``; under ``spark-submit`` the master of the submission is used and the
 export directory must be a path every executor can read (``POLICYFIT_BATCH_EXPORT_DIR``).
 """
@@ -27,15 +31,21 @@ from typing import Any
 import pandas as pd
 from sqlalchemy.engine import Engine
 
-from matching.batch import BatchScorer, TextSignals, score_batch
+from matching.batch import BatchScorer, TextSignals
 from service.batch import (
     Prepared,
+    Quarantined,
     TextTable,
     _encode_chunk,
+    _without,
     iter_candidates,
+    no_results,
+    score_isolating,
     spark_result_schema,
 )
 from service.settings import Settings
+
+QUARANTINED = -1  # status of a result row that stands for a row the scorer failed on (reason in policy_id)
 
 
 def spark_session(workers: int) -> Any:
@@ -61,7 +71,12 @@ def score_parquet(spark: Any, source: Path | str, target: Path | str, scorer: Ba
 
     def score_partition(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for frame in batches:
-            out = score_batch(frame, scorer, signals, as_of)
+            out, failed = score_isolating(frame, scorer, signals, as_of)
+            if failed:
+                out = pd.concat([out, pd.DataFrame({
+                    "uscc": [f["uscc"] for f in failed], "policy_id": [f["reason"] for f in failed],
+                    "policy_version": 0, "status": QUARANTINED, "score": 0.0, "size": -1})], ignore_index=True)
+                out = out.astype({"policy_version": "int32", "status": "int8", "size": "int8"})
             chunk_of = pd.Series(frame["chunk"].to_numpy(), index=frame["uscc"].to_numpy())
             out["chunk"] = chunk_of.reindex(out["uscc"].to_numpy()).to_numpy(dtype="int32")
             yield out
@@ -72,8 +87,10 @@ def score_parquet(spark: Any, source: Path | str, target: Path | str, scorer: Ba
 
 
 def score_with_spark(engine: Engine, settings: Settings, prep: Prepared, *, as_of: dt.date, run_id: int,
-                     workers: int, chunk: int) -> Iterator[tuple[pd.DataFrame, pd.DataFrame, dict[str, float]]]:
-    """Export, score with Spark, then yield (chunk metadata, results, timings) chunk by chunk."""
+                     workers: int, chunk: int
+                     ) -> Iterator[tuple[pd.DataFrame, pd.DataFrame, dict[str, float], Quarantined]]:
+    """Export, score with Spark, then yield (chunk metadata, results, timings, quarantined rows) chunk by
+    chunk."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -86,15 +103,18 @@ def score_with_spark(engine: Engine, settings: Settings, prep: Prepared, *, as_o
     t0 = time.perf_counter()
     writer: Any = None
     chunks = 0
+    quarantined: list[Quarantined] = []  # per chunk, found while exporting
     try:
         for k, raw in enumerate(iter_candidates(engine, prep.catalog_key, as_of, chunk)):
-            frame, meta = _encode_chunk(raw, prep, as_of)
+            frame, meta, bad = _encode_chunk(raw, prep, as_of)
+            quarantined.append(bad)
             frame["text_row"] = texts.rows_for(frame.pop("text_key").to_numpy())
             frame["chunk"] = k
-            table = pa.Table.from_pandas(frame, preserve_index=False)
-            if writer is None:
-                writer = pq.ParquetWriter(export, table.schema)
-            writer.write_table(table)
+            if len(frame):  # (a chunk quarantined whole has nothing to export, only its metadata)
+                table = pa.Table.from_pandas(frame, preserve_index=False)
+                if writer is None:
+                    writer = pq.ParquetWriter(export, table.schema)
+                writer.write_table(table)
             meta.to_parquet(run_dir / "meta" / f"{k}.parquet", index=False)
             chunks += 1
     finally:
@@ -103,16 +123,23 @@ def score_with_spark(engine: Engine, settings: Settings, prep: Prepared, *, as_o
     load = time.perf_counter() - t0
     if not chunks:
         return
+    if writer is None:  # every row was quarantined: nothing for Spark to score
+        for k in range(chunks):
+            meta = pd.read_parquet(run_dir / "meta" / f"{k}.parquet")
+            yield meta.iloc[0:0], no_results(), {"load": load} if k == 0 else {}, quarantined[k]
+        shutil.rmtree(run_dir, ignore_errors=True)
+        return
     t1 = time.perf_counter()
     score_parquet(spark_session(workers), export, results_dir, prep.scorer, texts.signals(), as_of)
     scoring = time.perf_counter() - t1
     for k in range(chunks):
         meta = pd.read_parquet(run_dir / "meta" / f"{k}.parquet")
         part = results_dir / f"chunk={k}"
-        results = (pd.read_parquet(part) if part.exists() else
-                   pd.DataFrame({c: pd.Series(dtype=t) for c, t in (
-                       ("uscc", object), ("policy_id", object), ("policy_version", "int32"), ("status", "int8"),
-                       ("score", "float64"), ("size", "int8"))}))
+        results = pd.read_parquet(part) if part.exists() else no_results()
+        lost = results["status"] == QUARANTINED
+        failed = [{"uscc": str(u), "reason": str(r)} for u, r in
+                  zip(results.loc[lost, "uscc"], results.loc[lost, "policy_id"], strict=True)]
+        results = results[~lost].reset_index(drop=True)
         timings = {"load": load, "rules": scoring} if k == 0 else {}  # Spark's time counts as rules + ranking
-        yield meta, results, timings
+        yield _without(meta, failed), results, timings, quarantined[k] + failed
     shutil.rmtree(run_dir, ignore_errors=True)

@@ -432,7 +432,7 @@ def batch_status(
     """列出最近的批处理运行（状态、时间、评分与推送数量）。"""
     from sqlmodel import Session
 
-    from service.batch import STATUS_LABELS, recent_runs, render_report
+    from service.batch import STATUS_LABELS, quarantine_lines, recent_runs, render_report
     from service.db import BatchRun
 
     _in_range("--limit", limit, 1, 1000)
@@ -460,6 +460,8 @@ def batch_status(
         typer.echo(f"#{r.id}\t{STATUS_LABELS.get(r.status, r.status)}\t{r.started_at:%Y-%m-%d %H:%M:%S} → {finished}\t"
                    f"评估日 {r.as_of}\t评分 {ent.get('scored', 0)}/{ent.get('to_score', 0)}\t新增 {items.get('new', 0)}\t"
                    f"消息 {rep.get('messages', 0)}\t{rep.get('engine', '-')}")
+        for line in quarantine_lines(r, limit=20):  # rows that could not be scored, with the reason
+            typer.echo(f"    {line}")
 
 
 @push_app.command("deliver")
