@@ -90,8 +90,8 @@ class ConsoleSession(SQLModel, table=True):
 
 
 class RateLimitWindow(SQLModel, table=True):
-    """Calls counted per (bucket, minute) for the rate limits every worker shares (``service.limits``).
-    ``window_no`` is the Unix time in whole minutes; rows older than the previous minute are deleted."""
+    """Calls counted per (bucket, 10-second slot) for the rate limits every worker shares (``service.limits``).
+    ``window_no`` is the Unix time in whole 10-second slots; slots that left the last minute are deleted."""
 
     __tablename__ = "rate_limit_window"
     bucket: str = Field(primary_key=True, max_length=120)

@@ -1,12 +1,13 @@
 """Rate limits that hold across workers and hosts: a sliding-window counter in the database.
 
 Every limited call is counted in the ``rate_limit_window`` table (SQLite by default, PostgreSQL in
-production), one row per (bucket, minute). A bucket is what is limited, e.g. ``match|ip:203.0.113.7``
-or ``search|token:12``. The decision uses the weighted two-window estimate (the previous minute's
-count, weighted by how much of it still lies inside the last 60 s, plus this minute's count), so a
-client cannot double its allowance by straddling a minute boundary. The increment is one atomic
-``INSERT … ON CONFLICT DO UPDATE … WHERE hits <= room`` statement: concurrent workers can never
-accept more than the limit between them. Refused calls are not counted.
+production), one row per (bucket, 10-second slot). A bucket is what is limited, e.g.
+``match|ip:203.0.113.7`` or ``search|token:12``. A call is allowed when the calls of the last 60 s —
+the five latest slots and this one in full, the slot that is half out of the window weighted by the
+part still inside — stay within the limit, so a burst is held to exactly the limit and nobody doubles
+an allowance by straddling a minute boundary. Deciding and counting is one atomic
+``INSERT … SELECT … ON CONFLICT DO UPDATE … WHERE`` statement: concurrent workers can never accept more
+than the limit between them. Refused calls are not counted.
 
 Who a client is: the socket peer's address, or — only when that peer is one of the configured
 trusted proxies (``POLICYFIT_TRUSTED_PROXIES``, none by default) — the address that the nearest
@@ -29,6 +30,8 @@ from sqlalchemy.engine import Engine
 from service.db import RateLimitWindow
 
 WINDOW_SECONDS = 60
+SLOT_SECONDS = 10  # the window is counted in slots of this length (60 must be a multiple)
+SLOTS = WINDOW_SECONDS // SLOT_SECONDS
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -92,22 +95,20 @@ def client_key(address: str) -> str:
     return f"ip:{ip}"
 
 
-def retry_after(prev: int, cur: int, limit: int, now: float) -> int:
+def recent_calls(counts: dict[int, int], now: float) -> float:
+    """Calls of the last 60 s at ``now``, from per-slot counts (the oldest slot weighted)."""
+    slot = math.floor(now / SLOT_SECONDS)
+    oldest = slot - SLOTS
+    weight = 1 - (now - slot * SLOT_SECONDS) / SLOT_SECONDS  # the part of the oldest slot still inside
+    return sum(hits * (weight if n == oldest else 1.0) for n, hits in counts.items() if oldest <= n <= slot)
+
+
+def retry_after(counts: dict[int, int], limit: int, now: float) -> int:
     """Whole seconds until one more call fits, assuming no other call is accepted meanwhile."""
-    for wait in range(1, 2 * WINDOW_SECONDS + 2):
-        t = now + wait
-        w, f = divmod(t, WINDOW_SECONDS)
-        frac = f / WINDOW_SECONDS
-        current_window = math.floor(now / WINDOW_SECONDS)
-        if w == current_window:
-            estimate = prev * (1 - frac) + cur
-        elif w == current_window + 1:
-            estimate = cur * (1 - frac)
-        else:
-            estimate = 0.0
-        if estimate + 1 <= limit:
+    for wait in range(1, WINDOW_SECONDS + SLOT_SECONDS + 1):
+        if recent_calls(counts, now + wait) + 1 <= limit:
             return wait
-    return 2 * WINDOW_SECONDS
+    return WINDOW_SECONDS + SLOT_SECONDS
 
 
 @dataclass
@@ -129,34 +130,34 @@ class RateLimiter:
     def hit(self, bucket: str, limit: int) -> Decision:
         """Count one call in ``bucket`` if it fits ``limit`` per minute; otherwise refuse it (uncounted).
 
-        One statement decides and counts (the previous minute's count is read inside it); only a refusal
-        costs a second query, for Retry-After. On PostgreSQL the commit does not wait for the disk
+        One statement decides and counts (the recent slots are read inside it); only a refusal costs a
+        second query, for Retry-After. On PostgreSQL the commit does not wait for the disk
         (``synchronous_commit off`` for this transaction only): a counter lost in a crash costs nothing."""
         now = self.clock()
-        window = math.floor(now / WINDOW_SECONDS)
-        weight = 1 - (now - window * WINDOW_SECONDS) / WINDOW_SECONDS  # how much of the last minute still counts
-        params = {"bucket": bucket, "window": window, "previous": window - 1, "weight": weight, "room": limit - 1}
+        slot = math.floor(now / SLOT_SECONDS)
+        weight = 1 - (now - slot * SLOT_SECONDS) / SLOT_SECONDS
+        params = {"bucket": bucket, "slot": slot, "oldest": slot - SLOTS, "weight": weight, "room": limit - 1}
         with self.engine.connect() as conn:
             if conn.dialect.name == "postgresql":
                 conn.execute(_NO_FSYNC)
             accepted = conn.execute(_COUNT, params).first() is not None
             conn.commit()
             if not accepted:
-                counts = dict(conn.execute(_COUNTS, params).all())
+                counts = {int(n): int(h) for n, h in conn.execute(_COUNTS, params).all()}
                 conn.commit()
-            self._purge(conn, window)
+            self._purge(conn, slot)
         if accepted:
             return Decision(True)
-        return Decision(False, retry_after(int(counts.get(window - 1, 0)), int(counts.get(window, 0)), limit, now))
+        return Decision(False, retry_after(counts, limit, now))
 
-    def _purge(self, conn: object, window: int) -> None:
-        """Drop windows older than the previous one (once per minute per worker)."""
+    def _purge(self, conn: object, slot: int) -> None:
+        """Drop slots that left the window (once per slot per worker)."""
         with self._lock:
-            if self._purged == window:
+            if self._purged == slot:
                 return
-            self._purged = window
+            self._purged = slot
         table = RateLimitWindow.__table__  # type: ignore[attr-defined]
-        conn.execute(delete(table).where(table.c.window_no < window - 1))  # type: ignore[attr-defined]
+        conn.execute(delete(table).where(table.c.window_no < slot - SLOTS))  # type: ignore[attr-defined]
         conn.commit()  # type: ignore[attr-defined]
 
     def reset(self) -> None:
@@ -167,19 +168,18 @@ class RateLimiter:
 
 
 # explicit types: PostgreSQL cannot infer a parameter used both as a value and in a comparison
-_B, _W, _P = "CAST(:bucket AS VARCHAR(120))", "CAST(:window AS INTEGER)", "CAST(:previous AS INTEGER)"
+_B, _S, _O = "CAST(:bucket AS VARCHAR(120))", "CAST(:slot AS INTEGER)", "CAST(:oldest AS INTEGER)"
 _WEIGHT, _ROOM = "CAST(:weight AS DOUBLE PRECISION)", "CAST(:room AS DOUBLE PRECISION)"
-_PREVIOUS = (f"(SELECT coalesce(max(p.hits), 0) FROM rate_limit_window AS p "
-             f"WHERE p.bucket = {_B} AND p.window_no = {_P})")
-#: Insert or increment this minute's row only if, after the call, this minute's count plus the previous
-#: minute's weighted count stays within the limit. Same SQL on SQLite (≥ 3.35) and PostgreSQL; a row comes
-#: back only when the call was counted.
+_RECENT = (f"(SELECT coalesce(sum(CASE WHEN p.window_no = {_O} THEN p.hits * {_WEIGHT} ELSE p.hits END), 0) "
+           f"FROM rate_limit_window AS p WHERE p.bucket = {_B} AND p.window_no BETWEEN {_O} AND {_S})")
+#: Insert or increment this slot's row only if the calls of the last 60 s (this slot's included) leave
+#: room for one more. Same SQL on SQLite (>= 3.35) and PostgreSQL; a row comes back only when counted.
 _COUNT = text(
     "INSERT INTO rate_limit_window (bucket, window_no, hits) "
-    f"SELECT {_B}, {_W}, 1 WHERE {_PREVIOUS} * {_WEIGHT} <= {_ROOM} "
+    f"SELECT {_B}, {_S}, 1 WHERE {_RECENT} <= {_ROOM} "
     "ON CONFLICT (bucket, window_no) DO UPDATE SET hits = rate_limit_window.hits + 1 "
-    f"WHERE rate_limit_window.hits + {_PREVIOUS} * {_WEIGHT} <= {_ROOM} "
+    f"WHERE {_RECENT} <= {_ROOM} "
     "RETURNING hits")
 _COUNTS = text(f"SELECT window_no, hits FROM rate_limit_window "
-               f"WHERE bucket = {_B} AND window_no IN ({_P}, {_W})")
+               f"WHERE bucket = {_B} AND window_no BETWEEN {_O} AND {_S}")
 _NO_FSYNC = text("SET LOCAL synchronous_commit TO OFF")

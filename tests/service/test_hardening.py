@@ -371,20 +371,40 @@ def test_token_holders_are_limited_per_token_with_overrides(client: TestClient, 
     assert client.post("/v1/match", json=payload, headers=bearer(tokens.staff)).status_code == 200
 
 
-def test_the_limiter_counts_atomically_and_forgets_old_windows(state: ServiceState, fresh_limiter: None) -> None:
-    now = [1_800_000_000.0]  # a minute boundary
+def test_the_limiter_counts_the_last_60_seconds_and_forgets_old_slots(state: ServiceState,
+                                                                      fresh_limiter: None) -> None:
+    start = 1_800_000_000.0  # a minute boundary
+    now = [start]
     limiter = RateLimiter(state.engine, clock=lambda: now[0])
     assert [limiter.hit("t|a", 3).allowed for _ in range(4)] == [True, True, True, False]
-    now[0] += 30  # half a minute later: 3 × 0.5 of the last minute still counts → room for one more
+    now[0] = start + 30  # the three calls are all within the last 60 s
     assert [limiter.hit("t|a", 3).allowed for _ in range(2)] == [False, False]
-    now[0] += 31  # the next minute, 1 s in: the previous 3 weigh 3 × 59/60
+    now[0] = start + 61  # their slot is 9/10 inside the window: 2.7 calls, no room for a 3rd
     decision = limiter.hit("t|a", 3)
-    assert not decision.allowed and 1 <= decision.retry_after <= 60
-    now[0] += 180  # much later: all forgotten, and the old rows purged
+    assert not decision.allowed and decision.retry_after == 3  # at +64 s they weigh 1.8
+    now[0] = start + 64
+    assert limiter.hit("t|a", 3).allowed
+    now[0] = start + 300  # much later: the old slots are purged
     assert limiter.hit("t|a", 3).allowed
     with state.engine.connect() as conn:
-        windows = conn.execute(text("SELECT DISTINCT window_no FROM rate_limit_window")).scalars().all()
-    assert windows and min(windows) >= int(now[0] // 60) - 1
+        slots = conn.execute(text("SELECT DISTINCT window_no FROM rate_limit_window")).scalars().all()
+    assert slots and min(slots) >= int(now[0] // 10) - 6
+
+
+def test_calls_late_in_one_minute_still_count_early_in_the_next(state: ServiceState, fresh_limiter: None) -> None:
+    """Ten calls in the last ten seconds of a minute fill the limit for the next 50 s: straddling the
+    minute boundary gains nothing (a two-window estimate would let an eleventh through at +65 s)."""
+    start = 1_800_000_000.0
+    now = [start]
+    limiter = RateLimiter(state.engine, clock=lambda: now[0])
+    for i in range(10):
+        now[0] = start + 50 + i
+        assert limiter.hit("t|late", 10).allowed
+    for later in (65, 90, 109):
+        now[0] = start + later
+        assert not limiter.hit("t|late", 10).allowed, later
+    now[0] = start + 111  # the calls made before +51 s have left the last 60 s
+    assert limiter.hit("t|late", 10).allowed
 
 
 def test_search_is_limited_for_anonymous_callers(client: TestClient, state: ServiceState, fresh_limiter: None,
