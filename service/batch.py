@@ -51,7 +51,7 @@ from matching.batch import (
 )
 from matching.columns import EPOCH, values
 from matching.embeddings import Embedder, load_embedder
-from matching.package import Matcher
+from matching.package import REVIEW_NOTE, Matcher
 from policies.loader import Catalog, load_catalog
 from policies.schema import Policy
 from profiles.fields import FIELDS
@@ -633,7 +633,8 @@ class ChunkWriter:
         policy = self.policies.get(policy_id)
         if policy is None:
             return {}
-        return item_text(policy)
+        return {**item_text(policy), "needs_review": policy.needs_review(self.as_of),
+                "review_note": REVIEW_NOTE if policy.needs_review(self.as_of) else None}
 
     def _payload(self, uscc: str, name: str | None, entries: list[dict[str, Any]]) -> dict[str, Any]:
         return {"type": "policy_package", "uscc": uscc, "name": name, "run_id": self.run_id,
