@@ -139,7 +139,7 @@ def on_request(candidates: list[tuple[Policy, float]], record: dict[str, Any], *
         claims += [s for s in t.situations if s.only and s.matches(policy)]
         fitting = next((o for o in claims if o.fits(record)), None)
         if said and policy.id in about:
-            tier, sub, reason = 0, 0, f"与您提到的“{_short(said)}”有关，{when}"
+            tier, sub, reason = 0, 0, f"与您提到的“{short(said)}”有关，{when}"
         elif fitting is not None:
             tier, sub, reason = 1, t.lines.index(fitting) if fitting in t.lines else 0, f"{fitting.render(record)}，{when}"
         elif claims:
@@ -166,6 +166,6 @@ def on_request(candidates: list[tuple[Policy, float]], record: dict[str, Any], *
     return out
 
 
-def _short(text: str, limit: int = 16) -> str:
+def short(text: str, limit: int = 16) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -203,6 +203,8 @@ class Matcher:
                 entry = self._entry(policy, traces, record, hits, float(relevance[i]))
                 if occasion is not None:
                     entry["why_you"] = f"{occasion.render(record)}；{entry['why_you']}"
+                elif not standing and not hits:  # called by the meaning of the firm's words, not a trigger word
+                    entry["why_you"] = f"与您提到的“{offering.short(context)}”相关；{entry['why_you']}"
                 entry.update(_review(policy, as_of))
                 package.append(entry)
             elif not called:
