@@ -231,3 +231,41 @@ def test_a_scoring_failure_quarantines_only_the_rows_it_fails_on(engine: Engine,
         c = BatchCursor.__table__.c  # type: ignore[attr-defined]
         cursored = set(conn.execute(sa.select(c.uscc)).scalars())
     assert cursored == {r["uscc"] for r in records} - bad
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("spark")
+def test_the_spark_engine_quarantines_the_same_rows(two_databases: tuple[str, str]) -> None:
+    """The Spark engine shares the validation: poison rows are quarantined with the same reasons and the
+    rest is queued exactly as the local engine queues a clean population."""
+    clean_url, poisoned_url = two_databases
+    records = list(synthesize(90, 31).records())
+    poison_at = {4, 33, 34, 71}
+    clean = [r for i, r in enumerate(records) if i not in poison_at]
+    clean_db, poisoned_db = _engine(clean_url), _engine(poisoned_url)
+    try:
+        sqlite = poisoned_db.dialect.name == "sqlite"
+        _store_clean(clean_db, clean)
+        _store_clean(poisoned_db, clean)
+        kinds = [0, 6, 11, 13 if sqlite else 9]  # 9999-12-31, 1e400, a JSON array, broken JSON / wrong type
+        raw, words = [], {}
+        for k, i in zip(kinds, sorted(poison_at), strict=True):
+            text, word = _poison(k, records[i], sqlite)
+            raw.append((records[i]["uscc"], records[i]["name"], text))
+            words[records[i]["uscc"]] = word
+        _store_raw(poisoned_db, raw)
+        base = run_batch(clean_db, make_settings(clean_url, batch_chunk_size=30), as_of=AS_OF, now=NOW,
+                         echo=lambda _: None)
+        run = run_batch(poisoned_db, make_settings(poisoned_url, batch_chunk_size=30), as_of=AS_OF, now=NOW,
+                        engine_kind="spark", workers=2, echo=lambda _: None)
+        assert run.status == "succeeded" and run.report["engine"] == "spark"
+        assert run.report["enterprises"]["scored"] == len(clean)
+        listed = {q["uscc"]: q["reason"] for q in run.report["quarantined"]}
+        assert set(listed) == set(words) and all(w in listed[u] for u, w in words.items())
+        got, want = _outcome(poisoned_db), _outcome(clean_db)
+        for part in ("snapshot", "items", "messages", "cursors"):
+            assert got[part] == want[part], part
+        assert base.report["items"]["new"] == run.report["items"]["new"]
+    finally:
+        clean_db.dispose()
+        poisoned_db.dispose()
