@@ -234,3 +234,118 @@ def test_samples_import_cleanly(state: ServiceState, tmp_path: Path) -> None:
     report = import_file(state.engine, path)
     assert report.rejected == 0 and report.rows == 6
     assert report.unchanged + report.updated + report.created == 6
+
+
+# ---- every physical line is accounted for (issue 11, fault 4) ----------------------------------------------
+def physical_lines(path: Path) -> int:
+    """Lines of the file as a person counts them (a last line without a newline counts)."""
+    return len(path.read_bytes().splitlines())
+
+
+def accounted(report: Any) -> None:
+    """Every line after the header is a stored row's, a rejected row's (listed with its lines) or blank."""
+    assert report.rows == report.created + report.updated + report.unchanged + report.rejected
+    errors = errors_of(report)
+    assert len(errors) == report.rejected
+    assert all(e["line"] <= e["last_line"] for e in errors)
+
+
+def test_an_unbalanced_quote_loses_only_its_own_line(state: ServiceState, tmp_path: Path) -> None:
+    """A header, one row with an unbalanced quote, then five valid rows: the five are stored, the one is
+    rejected naming its line (before, the quote swallowed the rest of the file into one rejected row)."""
+    codes = usccs(6)
+    lines = [_csv_line(COLUMNS), _csv_line(_cells(good(codes[0], 0))).replace("导入测试企业", '"导入测试企业', 1)]
+    lines += [_csv_line(_cells(good(c, i))) for i, c in enumerate(codes[1:], start=1)]
+    path = tmp_path / "quote.csv"
+    path.write_text("".join(lines), encoding="utf-8")
+    report = import_file(state.engine, path)
+    assert (report.rows, report.created, report.rejected) == (6, 5, 1)
+    assert report.lines == physical_lines(path) - 1 == 6
+    accounted(report)
+    [error] = errors_of(report)
+    assert (error["line"], error["last_line"], error["field"]) == (2, 2, "csv")
+    assert "第2行" in error["error"] and "引号不成对" in error["error"]
+    assert set(stored(state.engine, codes)) == set(codes[1:])
+
+
+def test_malformed_csv_lines_are_each_reported(state: ServiceState, tmp_path: Path) -> None:
+    """Unbalanced quotes in the middle (closed by a later quote), a misplaced quote, wrong column counts, a
+    line that is not UTF-8, blank lines and a legitimate multi-line field: each line is accounted for."""
+    codes = usccs(10)
+    rows = [_csv_line(COLUMNS)]                                                            # 1 header
+    rows.append(_csv_line(_cells(good(codes[0], 0))))                                     # 2 good
+    rows.append(f'{codes[1]},"未闭合的引号有限公司,enterprise,泉山区\n')                      # 3 quote opens …
+    rows.append(_csv_line(_cells(good(codes[2], 2))))                                     # 4 good
+    rows.append(f'{codes[3]},带"引号"的名称有限公司",enterprise\n')                           # 5 … a later quote
+    rows.append(_csv_line(_cells(good(codes[4], 4))))                                     # 6 good
+    rows.append(f'{codes[5]},"名称"多余,enterprise\n')                                      # 7 misplaced quote
+    rows.append("\n")                                                                     # 8 blank
+    rows.append(_csv_line([*_cells(good(codes[6], 6)), "多一列"]))                           # 9 too many columns
+    multi = good(codes[7], 7) | {"business_scope": "第一行\n第二行"}
+    rows.append(_csv_line(_cells(multi)))                                                 # 10-11 good, two lines
+    raw = "".join(rows).encode("utf-8")
+    raw += _csv_line(_cells(good(codes[8], 8))).replace("导入测试企业", "\udcff", 1).encode("utf-8", "surrogateescape")  # 12
+    raw += _csv_line(_cells(good(codes[9], 9))).encode("utf-8").rstrip(b"\n")             # 13 good, no final newline
+    path = tmp_path / "messy.csv"
+    path.write_bytes(raw)
+    report = import_file(state.engine, path)
+    assert report.lines == physical_lines(path) - 1 == 12
+    assert (report.blank, report.created) == (1, 5)
+    accounted(report)
+    errors = {e["line"]: e for e in errors_of(report)}
+    assert sorted(errors) == [3, 5, 7, 9, 12]
+    assert all(e["line"] == e["last_line"] for e in errors.values())
+    assert "引号" in errors[3]["error"] and "引号" in errors[7]["error"]
+    assert errors[9]["field"] == "csv" and "多于表头" in errors[9]["error"]
+    assert errors[12]["field"] == "encoding" and "UTF-8" in errors[12]["error"]
+    assert set(stored(state.engine, codes)) == {codes[0], codes[2], codes[4], codes[7], codes[9]}
+    assert stored(state.engine, [codes[7]])[codes[7]].profile["business_scope"] == "第一行\n第二行"
+    # every line is in exactly one place: a stored record's lines, a rejected line, or the blank one
+    covered = {n for e in errors.values() for n in range(e["line"], e["last_line"] + 1)}
+    assert covered.isdisjoint({2, 4, 6, 8, 10, 11, 13})
+    assert len(covered) + 7 == report.lines
+
+
+def test_an_unclosed_quote_in_the_header_refuses_the_file(state: ServiceState, tmp_path: Path) -> None:
+    codes = usccs(1)
+    path = tmp_path / "header.csv"
+    path.write_text('uscc,"name\n' + f"{codes[0]},表头坏了有限公司\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="表头") as caught:
+        import_file(state.engine, path)
+    assert "第1行" in str(caught.value) and "未导入" in str(caught.value)
+    assert not stored(state.engine, codes)
+
+
+def test_a_gbk_file_is_refused_as_a_whole_naming_the_encoding(state: ServiceState, tmp_path: Path) -> None:
+    codes = usccs(3)
+    text = "".join([_csv_line(COLUMNS), *(_csv_line(_cells(good(c, i))) for i, c in enumerate(codes))])
+    for suffix in (".csv", ".jsonl"):
+        path = tmp_path / f"gbk{suffix}"
+        if suffix == ".csv":
+            path.write_bytes(text.encode("gbk"))
+        else:
+            path.write_bytes("".join(json.dumps(good(c, i), ensure_ascii=False) + "\n"
+                                     for i, c in enumerate(codes)).encode("gbk"))
+        with pytest.raises(ValueError) as caught:
+            import_file(state.engine, path)
+        message = str(caught.value)
+        assert "UTF-8" in message and "GBK" in message and "未导入任何行" in message, message
+        assert not stored(state.engine, codes)
+
+
+def test_a_broken_jsonl_line_is_one_rejected_line(state: ServiceState, tmp_path: Path) -> None:
+    codes = usccs(5)
+    lines = [json.dumps(good(codes[0], 0), ensure_ascii=False),
+             json.dumps(good(codes[1], 1), ensure_ascii=False)[:40],                   # 2 cut short
+             '{"uscc": "' + codes[2] + '", "name": "引号没闭合}',                        # 3 unbalanced quote
+             "   ",                                                                     # 4 blank
+             json.dumps(good(codes[3], 3), ensure_ascii=False),
+             json.dumps(good(codes[4], 4), ensure_ascii=False)]
+    path = tmp_path / "broken.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    report = import_file(state.engine, path)
+    assert report.lines == physical_lines(path) == 6
+    assert (report.rows, report.created, report.rejected, report.blank) == (5, 3, 2, 1)
+    accounted(report)
+    assert [(e["line"], e["field"]) for e in errors_of(report)] == [(2, "json"), (3, "json")]
+    assert set(stored(state.engine, codes)) == {codes[0], codes[3], codes[4]}
