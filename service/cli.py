@@ -548,7 +548,7 @@ def serve(
     port: Annotated[int, typer.Option("--port")] = 8000,
     workers: Annotated[int, typer.Option("--workers", help="工作进程数")] = 2,
 ) -> None:
-    """启动 HTTP 服务（uvicorn）。超时与连接上限见 README“超时与慢速客户端”（POLICYFIT_HEADER_TIMEOUT_SECONDS 等）。"""
+    """启动 HTTP 服务（uvicorn）。超时与连接上限见 README “Timeouts and slow clients”（POLICYFIT_HEADER_TIMEOUT_SECONDS 等）。"""
     _in_range("--port", port, 1, 65535)
     _in_range("--workers", workers, 1, 16)
     # first of all: the workers' Prometheus counters go to files in a shared directory (multiprocess

@@ -129,7 +129,7 @@ def metrics_directory() -> Iterator[Path]:
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
-    """The uvicorn settings ``policyfit serve`` uses (documented in the README, "超时与慢速客户端")."""
+    """The uvicorn settings ``policyfit serve`` uses (README, "Timeouts and slow clients")."""
     return {
         "http": "service.serving:SlowClientGuard",
         # X-Forwarded-For is judged by the app against POLICYFIT_TRUSTED_PROXIES (none by default);
