@@ -254,7 +254,6 @@ def synthesize(n: int, seed: int = 20230419) -> SyntheticPopulation:
     cols["flags"][~cols["flags__known"]] = 0
     cols["industry_code"] = industry
     cols["established_on"] = established.astype(float)
-    batch = ProfileBatch(n, cols)
     uscc_prefix = {"enterprise": "91", "individual_business": "92", "farmer_coop": "93", "branch": "91", "other": "91"}
     uscc = _uscc_codes(rng, np.array([uscc_prefix[e] for e in _ENTITY])[_vec_codes({e: i for i, e in enumerate(_ENTITY)}, entity)], region)
     heads = rng.integers(0, len(_NAME_HEAD), (n, 2))
@@ -262,6 +261,14 @@ def synthesize(n: int, seed: int = 20230419) -> SyntheticPopulation:
     short = np.array([x[4].split("；")[0][:4] for x in _INDUSTRIES], dtype=object)[ind_idx]
     head_chars = np.array(_NAME_HEAD, dtype=object)
     names = "徐州" + head_chars[heads[:, 0]] + head_chars[heads[:, 1]] + short + suffix.astype(object) + "（合成）"
+    # a trade union (has_union, incl. joining a regional or trade joint union): common in larger firms, less so in
+    # very small ones, never an individual business;
+    # often not stated (unknown = -1). Drawn last so that every other column keeps its seeded values.
+    union_rate = np.where(employees >= 100, 0.85, np.where(employees >= 25, 0.6, np.where(employees >= 8, 0.4, 0.15)))
+    has_union = np.where(is_ind, 0, rng.random(n) < union_rate).astype(np.int16)
+    has_union[rng.random(n) < 0.25] = -1
+    cols["has_union"] = has_union
+    batch = ProfileBatch(n, cols)
     return SyntheticPopulation(batch, uscc, names, scope, needs, seed)
 
 

@@ -87,9 +87,9 @@ def test_task_number_out_of_range_and_unknown_top_level_key(tmp_path: Path) -> N
 
 
 def test_duplicate_yaml_key_and_bad_yaml(tmp_path: Path) -> None:
-    text = EXAMPLE.read_text(encoding="utf-8").replace("version: 1", "version: 1\nversion: 2")
+    text = EXAMPLE.read_text(encoding="utf-8").replace("version: 2", "version: 2\nversion: 3")
     problems = _problems(_catalog_with(tmp_path, text))
-    assert any(f":{_line(text, 'version: 2')}: version: 键“version”重复出现" in p for p in problems)
+    assert any(f":{_line(text, 'version: 3')}: version: 键“version”重复出现" in p for p in problems)
     (tmp_path / "union-fee-refund-small-micro.yaml").write_text("id: [unclosed\n", encoding="utf-8")
     assert _problems(tmp_path) == [
         "union-fee-refund-small-micro.yaml:2: yaml: YAML 格式错误，第1列：方括号列表 […] 未闭合或缺少逗号"]

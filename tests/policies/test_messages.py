@@ -95,8 +95,8 @@ def _variants() -> dict[str, str]:
     text = EXAMPLE.read_text(encoding="utf-8")
     swaps = {
         "bad-id": ("id: union-fee-refund-small-micro", "id: Union_Fee"),
-        "version": ("version: 1", "version: 0"),
-        "version-text": ("version: 1", "version: one"),
+        "version": ("version: 2", "version: 0"),
+        "version-text": ("version: 2", "version: one"),
         "status": ("status: published", "status: publishd"),
         "title": ("title: 小微企业工会经费全额返还", 'title: ""'),
         "no-task": ("  task_no: 61\n", ""),
@@ -116,7 +116,7 @@ def _variants() -> dict[str, str]:
         "bad-date": ("effective_from: 2023-04-19", "effective_from: 2023-02-30"),
         "date-text": ("effective_from: 2023-04-19", "effective_from: 下个月"),
         "unknown-key": ("category: tax_fee", "category: tax_fee\ncatgory: x"),
-        "duplicate-key": ("version: 1", "version: 1\nversion: 2"),
+        "duplicate-key": ("version: 2", "version: 2\nversion: 3"),
         "yaml": ("title: 小微企业工会经费全额返还", "title: [小微企业"),
         "yaml-colon": ("title: 小微企业工会经费全额返还", "title: 小微企业: 工会经费"),
         "yaml-tab": ("tags: [", "tags:\t["),

@@ -87,7 +87,7 @@ def test_top_keeps_the_best() -> None:
 def test_small_manufacturer_gets_the_union_fee_refund_with_its_value() -> None:
     out = _match("--profile", str(SAMPLES[0]), "--as-of", "2024-06-01")
     entry = next(e for e in out["package"] if e["policy_id"] == "union-fee-refund-small-micro")
-    assert entry["estimated_value_wan"] == pytest.approx(620 * 0.02)
+    assert entry["estimated_value_wan"] == pytest.approx(620 * 0.02 * 0.4)  # the increment over the union's 60%
     assert entry["source_task"] == 61 and entry["source_measure"] is None
     assert out["enterprise"]["size"] == "small" and out["enterprise"]["size_source"] == "derived"
 
