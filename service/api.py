@@ -69,6 +69,8 @@ class ErrorBody(BaseModel):
 ERRORS: dict[int | str, dict[str, Any]] = {
     s: {"model": ErrorBody} for s in (400, 401, 403, 404, 408, 409, 413, 415, 422, 429, 503)
 }
+ERRORS[429] = {"model": ErrorBody, "description": "调用过于频繁（按客户端或令牌限流）",
+               "headers": {"Retry-After": {"description": "多少秒后可再次调用", "schema": {"type": "integer"}}}}
 
 
 #: The largest request body accepted. A profile is a few KB and a policy some tens of KB; anything

@@ -457,3 +457,9 @@ def test_cli_token_label_refuses_a_lone_surrogate(tmp_path: Path, monkeypatch: p
     finally:
         get_settings.cache_clear()
     assert result.exit_code == 2 and "--label" in result.stderr and "Unicode" in result.stderr, result.output
+
+
+def test_the_schema_documents_retry_after_on_429(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    for path, method in (("/v1/match", "post"), ("/v1/policies/search", "get")):
+        assert "Retry-After" in paths[path][method]["responses"]["429"]["headers"], path
