@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -60,6 +60,17 @@ class OfferingTable:
     situations: tuple[Occasion, ...]
     lines: tuple[Occasion, ...]
     when: dict[str, str]
+    _claims: dict[tuple[Any, ...], tuple[tuple[Occasion, ...], tuple[Occasion, ...]]] = field(
+        default_factory=dict, compare=False, repr=False)
+
+    def claims(self, policy: Policy) -> tuple[tuple[Occasion, ...], tuple[Occasion, ...]]:
+        """(situations, lines) that match the policy, remembered per policy version."""
+        key = (policy.id, policy.version, policy.category, policy.tags)
+        hit = self._claims.get(key)
+        if hit is None:
+            hit = self._claims[key] = (tuple(s for s in self.situations if s.matches(policy)),
+                                       tuple(o for o in self.lines if o.matches(policy)))
+        return hit
 
     def rank(self, category: str) -> int:
         order = list(self.when)
@@ -94,7 +105,7 @@ def proactive(policy: Policy) -> bool:
 def situation(policy: Policy, record: dict[str, Any]) -> Occasion | None:
     """The situation of the firm that calls for this procedure now, if any: a ``situations`` entry, or the
     policy's own rule asking for a flag or a trade line the firm has (被拖欠账款 → 拖欠账款投诉)."""
-    found = next((s for s in table().situations if s.matches(policy) and s.fits(record)), None)
+    found = next((s for s in table().claims(policy)[0] if s.fits(record)), None)
     if found is not None:
         return found
     for leaf in leaves(policy.rule):
@@ -135,8 +146,8 @@ def on_request(candidates: list[tuple[Policy, float]], record: dict[str, Any], *
     t_category = {policy.id: policy.category for policy, _ in candidates}
     for policy, relevance in sorted(candidates, key=lambda c: (t.rank(c[0].category), c[0].id)):
         when = t.when[policy.category]
-        claims = [o for o in t.lines if o.matches(policy)]
-        claims += [s for s in t.situations if s.only and s.matches(policy)]
+        situations, lines = t.claims(policy)
+        claims = [*lines, *(s for s in situations if s.only)]
         fitting = next((o for o in claims if o.fits(record)), None)
         if said and policy.id in about:
             tier, sub, reason = 0, 0, f"与您提到的“{short(said)}”有关，{when}"
