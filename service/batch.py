@@ -67,6 +67,7 @@ from service.db import (
     PushItem,
     utcnow,
 )
+from service.importer import check_json_types
 from service.push import firm_records, item_for_firm, item_text, package_link
 from service.settings import Settings
 from service.state import published_catalog
@@ -160,7 +161,7 @@ Quarantined = list[dict[str, str]]  # [{"uscc": …, "reason": …}] — the rea
 
 def profile_problem(uscc: str, text: Any, latest_founding: dt.date) -> str | None:
     """Why a stored profile (its JSON text) cannot be scored, or None: it must be a JSON object that
-    passes the same validation as the API (:func:`parse_profile`, founding date not after
+    passes the same validation as the API (JSON types, :func:`parse_profile`, founding date not after
     ``latest_founding``) and name the enterprise it is stored under."""
     if text is None:
         return "画像为空"
@@ -169,6 +170,7 @@ def profile_problem(uscc: str, text: Any, latest_founding: dt.date) -> str | Non
     except (ValueError, RecursionError) as exc:
         return f"画像不是有效的JSON：{str(exc)[:120]}"
     try:
+        check_json_types(data)  # as the API: "1.5" is no number (the column decoder would fail on it)
         profile = parse_profile(data, as_of=latest_founding)
     except ProfileError as exc:
         return "；".join(message for _, message in exc.errors[:3])

@@ -52,6 +52,7 @@ def _poison(i: int, record: dict[str, Any], sqlite: bool) -> tuple[str, str]:
         (json.dumps(record | {"total_assets_wan": 1e308}), "total_assets_wan"),
         (json.dumps(record | {"region": "火星"}, ensure_ascii=False), "region"),
         (json.dumps(record | {"qualifications": "high_tech"}), "qualifications"),
+        (json.dumps(record | {"annual_revenue_wan": "1.5"}), "annual_revenue_wan"),  # text, not a number
         (json.dumps(record | {"uscc": "91320300MA1XXXXXX0"}), "统一社会信用代码"),
         (json.dumps([record]), "JSON对象"),
         (json.dumps("企业画像", ensure_ascii=False), "JSON对象"),
@@ -204,10 +205,12 @@ def test_poison_rows_are_quarantined_and_everyone_else_is_scored_as_in_a_clean_r
         poisoned_db.dispose()
 
 
-def test_a_scoring_failure_quarantines_only_the_rows_it_fails_on(engine: Engine, database_url: str,
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_scoring_failure_quarantines_only_the_rows_it_fails_on(engine: Engine, database_url: str, workers: int,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """Rows that pass validation but make the scorer raise are found by splitting the chunk, and only
-    they are skipped (the local engine, inline and in a process pool)."""
+    they are skipped (the local engine, inline and in a process pool: its forked workers inherit the
+    patched scorer)."""
     import service.batch as batch
 
     records = list(synthesize(60, 5).records())
@@ -222,7 +225,7 @@ def test_a_scoring_failure_quarantines_only_the_rows_it_fails_on(engine: Engine,
 
     monkeypatch.setattr(batch, "score_batch", failing)
     run = run_batch(engine, make_settings(database_url, batch_chunk_size=25), as_of=AS_OF, now=NOW,
-                    echo=lambda _: None)
+                    workers=workers, echo=lambda _: None)
     assert run.status == "succeeded"
     assert run.report["enterprises"]["scored"] == 58 and run.report["enterprises"]["quarantined"] == 2
     assert {q["uscc"] for q in run.report["quarantined"]} == bad
@@ -247,7 +250,7 @@ def test_the_spark_engine_quarantines_the_same_rows(two_databases: tuple[str, st
         sqlite = poisoned_db.dialect.name == "sqlite"
         _store_clean(clean_db, clean)
         _store_clean(poisoned_db, clean)
-        kinds = [0, 6, 11, 13 if sqlite else 9]  # 9999-12-31, 1e400, a JSON array, broken JSON / wrong type
+        kinds = [0, 6, 12, 14 if sqlite else 9]  # 9999-12-31, 1e400, a JSON array, broken JSON / wrong type
         raw, words = [], {}
         for k, i in zip(kinds, sorted(poison_at), strict=True):
             text, word = _poison(k, records[i], sqlite)
