@@ -2,7 +2,8 @@
 
 - :func:`proactive` — entitlements (应享) and selective programmes (择优): offered to every eligible firm and
   pushed. Procedures and channels are offered only when called for: the firm's words trigger them, or
-  :func:`situation` finds the firm in a situation they serve (破产 → bankruptcy procedures, 外贸 → customs).
+  :func:`situation` finds the firm in a situation they serve (破产 → bankruptcy procedures, 外贸 → customs) or
+  their own rule is aimed at its industry (制造业 → 制造业贷款).
 - :func:`on_request` — the eligible procedures that were not called for, filtered by the firm's entity type,
   industry, flags and words, at most ``limit``, each with a one-line Chinese reason.
 """
@@ -24,6 +25,7 @@ from profiles.fields import FIELDS
 
 DATA = Path(__file__).with_name("data") / "offering.yaml"
 PROACTIVE_STRENGTHS = ("entitlement", "selective")
+INDUSTRY_FIELDS = ("industry_section", "industry_division", "industry_group")
 
 
 @dataclass(frozen=True)
@@ -104,17 +106,26 @@ def proactive(policy: Policy) -> bool:
 
 def situation(policy: Policy, record: dict[str, Any]) -> Occasion | None:
     """The situation of the firm that calls for this procedure now, if any: a ``situations`` entry, or the
-    policy's own rule asking for a flag or a trade line the firm has (被拖欠账款 → 拖欠账款投诉)."""
+    policy's own rule aimed at a flag or a trade line the firm has (被拖欠账款 → 拖欠账款投诉) or at its
+    industry (制造业 → 制造业贷款)."""
     found = next((s for s in table().claims(policy)[0] if s.fits(record)), None)
     if found is not None:
         return found
     for leaf in leaves(policy.rule):
-        if isinstance(leaf, Leaf) and leaf.field in ("flags", "trade") and leaf.op in ("has_any", "has_all"):
+        if not isinstance(leaf, Leaf):
+            continue
+        if leaf.field in ("flags", "trade") and leaf.op in ("has_any", "has_all"):
             have = [v for v in leaf.value if v in (record.get(leaf.field) or ())]
             if have:
                 labels = "、".join(FIELDS[leaf.field].value_label(v) for v in have)
                 return Occasion(f"rule:{leaf.field}", leaf, frozenset(), frozenset(),
                                 f"贵企业{labels}" if leaf.field == "flags" else f"贵企业为{labels}")
+        if leaf.field in INDUSTRY_FIELDS and leaf.op in ("eq", "in"):
+            value = record.get(leaf.field)
+            wanted = leaf.value if isinstance(leaf.value, tuple) else (leaf.value,)
+            if value is not None and value in wanted:
+                name = vocabulary(leaf.field).get(str(value), str(value))
+                return Occasion(f"rule:{leaf.field}", leaf, frozenset(), frozenset(), f"贵企业属于{name}")
     return None
 
 
