@@ -272,3 +272,25 @@ def test_the_spark_engine_quarantines_the_same_rows(two_databases: tuple[str, st
     finally:
         clean_db.dispose()
         poisoned_db.dispose()
+
+
+def test_batch_run_cli_succeeds_with_a_firm_founded_in_9999(engine: Engine, database_url: str,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fault 1 as reported: a firm founded 9999-12-31 made ``policyfit batch run`` exit 1 every night."""
+    from service.cli import app
+    from service.settings import get_settings
+
+    records = list(synthesize(30, 3).records())
+    _store_clean(engine, records[1:])
+    _store_raw(engine, [(records[0]["uscc"], records[0]["name"],
+                         json.dumps(records[0] | {"established_on": "9999-12-31"}, ensure_ascii=False))])
+    monkeypatch.setenv("POLICYFIT_DATABASE_URL", database_url)
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(app, ["batch", "run", "--as-of", "2024-06-01", "--no-progress"])
+        assert result.exit_code == 0, result.output
+        assert "隔离（画像无法评分，本次跳过，修正后下次运行自动评分）：1 家" in result.stdout
+        assert f"{records[0]['uscc']}  established_on（成立日期）不能晚于" in result.stdout
+        assert "评分 29" in result.stdout
+    finally:
+        get_settings.cache_clear()

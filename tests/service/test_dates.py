@@ -190,3 +190,26 @@ def test_cli_match_judges_by_as_of(tmp_path: Path) -> None:
     assert late.exit_code == 2 and "不能晚于2024-05-31" in late.stderr
     ok = runner.invoke(app, ["match", "--profile", str(path), "--as-of", "2024-06-01", "--json"])
     assert ok.exit_code == 0, ok.output
+
+
+def test_cli_import_refuses_a_firm_founded_in_9999(state: ServiceState, database_url: str, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from service.cli import app
+    from service.settings import get_settings
+
+    uscc = make_uscc(uuid.uuid4().int % 31**9, prefix="91320305")
+    path = tmp_path / "future.jsonl"
+    path.write_text(json.dumps(sample(0) | {"uscc": uscc, "name": "九九九九年成立有限公司",
+                                            "established_on": "9999-12-31"}, ensure_ascii=False) + "\n",
+                    encoding="utf-8")
+    monkeypatch.setenv("POLICYFIT_DATABASE_URL", database_url)
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(app, ["enterprises", "import", str(path)])
+        assert result.exit_code == 1, result.output
+        assert "拒绝 1" in result.stdout
+        errors = path.with_name("future.errors.jsonl").read_text(encoding="utf-8")
+        assert "established_on（成立日期）不能晚于" in errors
+        assert _stored(state, uscc) is None
+    finally:
+        get_settings.cache_clear()
