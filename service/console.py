@@ -35,6 +35,8 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from sqlmodel import Session
 
+from matching.search import search as search_entries
+from policies.schema import STRENGTHS
 from profiles.fields import FIELDS, PROFILE_FIELDS, SIZES, Kind
 from profiles.model import EnterpriseProfile, ProfileError, parse_profile
 from service import api, store
@@ -54,6 +56,12 @@ NONE_OPTION = "__none__"  # "以上均无": a list field stated as empty (a list
 MAX_QUERY_CHARS = 100
 MAX_WORDS_CHARS = 500
 MAX_FORM_FIELDS = 300
+
+#: The calculator asks for no code and no name (it stores nothing and identifies nobody); the profile
+#: model needs both, so an anonymous calculation carries these two fixed values, which no page shows.
+ANONYMOUS = {"uscc": "91320300000000000F", "name": "政策计算器（匿名试算）"}
+#: Fields the public calculator leaves out of its form.
+CALCULATOR_SKIPS = ("uscc", "name")
 
 #: Fields shown in the form as a text area rather than a one-line input.
 LONG_TEXT = ("business_scope", "needs")
@@ -121,12 +129,26 @@ def value_text(name: str, value: Any) -> str:
     return spec.value_label(value)
 
 
-def source_text(entry: dict[str, Any]) -> str:
-    if entry.get("source_task"):
-        return f"任务{entry['source_task']}"
-    if entry.get("source_measure"):
-        return f"举措{entry['source_measure']}"
+PLAN_TASKS = "《徐州市2023年优化营商环境重点任务》"
+PLAN_MEASURES = "《徐州市2023年优化营商环境十项举措》"
+
+
+def provenance(entry: Any) -> str:
+    """Where an entry comes from, as a person reads it: 《…重点任务》第63项 (never a bare number or id).
+    Accepts a match/search entry (source_task/source_measure) or a catalog entry (source)."""
+    if isinstance(entry, dict):
+        task, measure = entry.get("source_task"), entry.get("source_measure")
+    else:
+        task, measure = entry.source.task_no, entry.source.measure_no
+    if task:
+        return f"{PLAN_TASKS}第{task}项"
+    if measure:
+        return f"{PLAN_MEASURES}第{measure}项"
     return ""
+
+
+def source_text(entry: dict[str, Any]) -> str:  # kept for templates written before provenance()
+    return provenance(entry)
 
 
 def wan_text(value: Any) -> str:
@@ -146,7 +168,34 @@ def question_groups(result: dict[str, Any]) -> list[dict[str, Any]]:
     return [{"question": q, "titles": t} for q, t in sorted(groups.items(), key=lambda g: (-len(g[1]), g[0]))]
 
 
-TEMPLATES.env.globals.update(question_groups=question_groups, FIELDS=FIELDS, PROFILE_FIELDS=PROFILE_FIELDS, Kind=Kind, SIZES=SIZES,
+def ask_list(result: dict[str, Any], console: bool) -> list[dict[str, Any]]:
+    """The questions to put to the person in front of us, each once, in the matcher's order: phrased to the
+    caller (请问…) in the console and to the firm (贵企业…) on the calculator."""
+    asks = result.get("questions")
+    if not asks:
+        return question_groups(result)
+    titles = {e["policy_id"]: e["title"] for e in result["possibly_eligible"]}
+    return [{"question": a["ask_staff"] if console else a["ask_firm"],
+             "titles": [titles.get(pid, pid) for pid in a.get("settles", [])]} for a in asks]
+
+
+def words_answer(matcher: Any, words: str | None) -> dict[str, Any] | None:
+    """What the firm's own words (诉求) find over the whole plan: None without words; otherwise the search
+    answer, so that a page can say “未找到对应政策” and name the channel instead of pretending the package
+    answers an off-topic request."""
+    if not words or not words.strip():
+        return None
+    return search_entries(matcher, words, top=3)
+
+
+def titles_of(result: dict[str, Any], ids: list[str]) -> list[str]:
+    """Titles of package entries by id (exclusive groups name the other policy by its title)."""
+    titles = {e["policy_id"]: e["title"] for e in result["package"]}
+    return [f"“{titles[i]}”" if i in titles else "同类政策" for i in ids]
+
+
+TEMPLATES.env.globals.update(question_groups=question_groups, ask_list=ask_list, provenance=provenance,
+                             titles_of=titles_of, CALCULATOR_SKIPS=CALCULATOR_SKIPS, STRENGTHS=STRENGTHS, FIELDS=FIELDS, PROFILE_FIELDS=PROFILE_FIELDS, Kind=Kind, SIZES=SIZES,
                              NONE_OPTION=NONE_OPTION, LONG_TEXT=LONG_TEXT, value_text=value_text,
                              source_text=source_text, wan_text=wan_text)
 
@@ -235,7 +284,16 @@ CheckedForm = Annotated[dict[str, list[str]], Depends(checked_form)]
 
 
 def _label(name: str) -> str:
-    return f"{name}（{FIELDS[name].label}）" if name in FIELDS else name
+    """A field as a person reads it on a page: its Chinese label only (no field code)."""
+    return FIELDS[name].label if name in FIELDS else name
+
+
+def page_message(name: str, message: str) -> str:
+    """A validation message for a page: ``employees（从业人员）不能小于0`` → ``从业人员不能小于0`` (the
+    field codes stay in the API's and CLI's messages, where integrators read them)."""
+    if name in FIELDS:
+        return message.replace(f"{name}（{FIELDS[name].label}）", FIELDS[name].label)
+    return message
 
 
 def _set_session(response: Response, request: Request, session_id: str, settings: Settings) -> None:
@@ -261,6 +319,8 @@ def form_values(profile: dict[str, Any]) -> dict[str, Any]:
             continue
         if isinstance(value, list):
             values[name] = list(value) or [NONE_OPTION]
+        elif isinstance(value, bool):
+            values[name] = "true" if value else "false"
         elif isinstance(value, float) and value.is_integer():
             values[name] = str(int(value))
         else:
@@ -274,12 +334,16 @@ def raw_values(form: dict[str, list[str]]) -> dict[str, Any]:
             for name in PROFILE_FIELDS if name in form}
 
 
-def profile_from_form(form: dict[str, list[str]], *, uscc: str | None = None) -> EnterpriseProfile:
+def profile_from_form(form: dict[str, list[str]], *, uscc: str | None = None,
+                      anonymous: bool = False) -> EnterpriseProfile:
     """The profile a form describes: empty inputs are unknown, numbers may use full-width digits and
-    thousands separators. Raises ProfileError with every problem, each naming its field in Chinese."""
+    thousands separators. Raises ProfileError with every problem, each naming its field in Chinese.
+    ``anonymous``: the calculator's form, without code and name (any sent are ignored)."""
     data: dict[str, Any] = {}
     errors: list[tuple[str, str]] = []
     for name in PROFILE_FIELDS:
+        if anonymous and name in CALCULATOR_SKIPS:
+            continue
         spec = FIELDS[name]
         if spec.kind is Kind.SET:
             chosen = [v for v in form.get(name, []) if v]
@@ -292,6 +356,12 @@ def profile_from_form(form: dict[str, list[str]], *, uscc: str | None = None) ->
             continue
         raw = (form.get(name) or [""])[0].strip()
         if not raw:
+            continue
+        if spec.kind is Kind.BOOL:
+            if raw.lower() not in ("true", "false"):
+                errors.append((name, f"{_label(name)}：请选择“是”“否”或“不清楚”"))
+                continue
+            data[name] = raw.lower() == "true"
             continue
         if spec.kind is Kind.NUMBER:
             text = unicodedata.normalize("NFKC", raw).replace(",", "").replace(" ", "")
@@ -309,11 +379,14 @@ def profile_from_form(form: dict[str, list[str]], *, uscc: str | None = None) ->
             data[name] = raw
     if uscc is not None:
         data["uscc"] = uscc
+    if anonymous:
+        data.update(ANONYMOUS)
     try:
         profile = parse_profile(data, as_of=_today())  # the founding date rule of every entry point
     except ProfileError as exc:
         errors.extend(e for e in exc.errors if e[0] not in {f for f, _ in errors})
     if errors:
+        errors = [(name, page_message(name, message)) for name, message in errors]
         raise ProfileError(errors[0][0], errors[0][1], errors)
     return profile
 
@@ -471,7 +544,8 @@ def enterprise_page(uscc: str, request: Request, state: api.StateDep, session: a
     row, _, result = _enterprise_view(request, state, session, principal, uscc, words=words)
     notice = {"1": "已保存到企业画像", "0": "内容与已存画像相同，未作修改"}.get(saved)
     return _page(request, principal, "enterprise.html", row=row, result=result, values=form_values(row.profile),
-                 words=words, notice=notice, errors=[], whatif=None)
+                 words=words, notice=notice, errors=[], whatif=None,
+                 words_found=words_answer(state.matcher(session), words))
 
 
 @router.post("/console/enterprises/{uscc}/whatif")
@@ -487,7 +561,8 @@ def whatif(uscc: str, request: Request, state: api.StateDep, session: api.Sessio
                      words=words, notice=None, errors=exc.errors, whatif=None)
     result = _call(api._match, state, session, changed.stated(), query=words or None, top=None, as_of=_today())
     return _page(request, principal, "enterprise.html", row=row, result=result, values=raw_values(form),
-                 words=words, notice=None, errors=[], whatif=whatif_changes(stored, changed, current, result))
+                 words=words, notice=None, errors=[], whatif=whatif_changes(stored, changed, current, result),
+                 words_found=words_answer(state.matcher(session), words))
 
 
 @router.post("/console/enterprises/{uscc}/save")
@@ -522,21 +597,28 @@ def search_policies(request: Request, state: api.StateDep, session: api.SessionD
                      policy_error=f"查询内容过长（最多{MAX_WORDS_CHARS}字）")
     _screen_query(text, "q")
     matcher = state.matcher(session)
+    found = search_entries(matcher, text, top=10)
     hits = [{**h, "summary": matcher.catalog[h["policy_id"]].summary,
-             "category_label": matcher.catalog[h["policy_id"]].category_label}
-            for h in matcher.search(text, top=10)]
-    return _page(request, principal, "policies.html", pq=text, hits=hits)
+             "category_label": matcher.catalog[h["policy_id"]].category_label,
+             "kind_label": matcher.catalog[h["policy_id"]].kind_label}
+            for h in found["results"]]
+    return _page(request, principal, "policies.html", pq=text, hits=hits, no_match=found["no_match"],
+                 fallback=found["fallback"])
 
 
 @router.get("/console/policies/{policy_id}")
 def policy_page(policy_id: str, request: Request, state: api.StateDep, session: api.SessionDep,
                 principal: ConsoleStaff) -> Response:
     _screen_query(policy_id, "policy_id")
-    # the API's reverse query: counts by region and size, and the best-fitting firms (each one audited)
-    reach = _call(api.policy_enterprises, policy_id, state, session, principal, request, page=1, size=10,
-                  as_of=None)
+    catalog = state.matcher(session).catalog
+    entry = catalog.entries.get(policy_id)
+    reach = None
+    if entry is None or entry.offered:
+        # the API's reverse query: counts by region and size, and the best-fitting firms (each one audited)
+        reach = _call(api.policy_enterprises, policy_id, state, session, principal, request, page=1, size=10,
+                      as_of=None)
     policy = state.matcher(session).catalog[policy_id]
-    return _page(request, principal, "policy.html", policy=policy, reach=reach)
+    return _page(request, principal, "policy.html", policy=policy, reach=reach, today=_today())
 
 
 # ---- the public calculator ------------------------------------------------------------------
@@ -550,12 +632,13 @@ def calculate(request: Request, state: api.StateDep, session: api.SessionDep, fo
     """The package for the profile in the form; nothing is stored. Rate-limited like POST /v1/match."""
     _call(api.check_rate, request, state, store.ANONYMOUS, "match")  # the same shared count as POST /v1/match
     try:
-        profile = profile_from_form(form)
+        profile = profile_from_form(form, anonymous=True)
     except ProfileError as exc:
         return render(request, "calculator.html", {"values": raw_values(form), "errors": exc.errors,
                                                    "result": None}, 422)
     result = _call(api._match, state, session, profile.stated(), query=None, top=None, as_of=_today())
-    return render(request, "calculator.html", {"values": raw_values(form), "errors": [], "result": result})
+    return render(request, "calculator.html", {"values": raw_values(form), "errors": [], "result": result,
+                                               "words": words_answer(state.matcher(session), profile.needs)})
 
 
 # ---- wiring --------------------------------------------------------------------------------

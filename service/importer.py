@@ -25,7 +25,7 @@ INT_FIELDS = ("employees", "patents", "trademarks")
 
 
 _KIND_WORDS = {Kind.NUMBER: "应为数字", Kind.TEXT: "应为文本", Kind.CATEGORY: "应为文本",
-               Kind.DATE: "应为日期文本，格式 YYYY-MM-DD", Kind.SET: "应为列表（如 [] 或 [\"high_tech\"]）"}
+               Kind.DATE: "应为日期文本，格式 YYYY-MM-DD", Kind.BOOL: "应为 true 或 false", Kind.SET: "应为列表（如 [] 或 [\"high_tech\"]）"}
 
 
 def check_json_types(data: Any) -> None:
@@ -43,6 +43,8 @@ def check_json_types(data: Any) -> None:
             ok = isinstance(value, int | float) and not isinstance(value, bool)
         elif kind is Kind.SET:
             ok = isinstance(value, list)
+        elif kind is Kind.BOOL:
+            ok = isinstance(value, bool)
         else:
             ok = isinstance(value, str)
         if not ok:
@@ -111,6 +113,9 @@ def _cell(key: str, text: str) -> Any:
         if text in ("-", "无"):
             return []
         return [p.strip() for p in text.replace("，", ",").replace(";", ",").split(",") if p.strip()]
+    if key in FIELDS and FIELDS[key].kind is Kind.BOOL:  # a spreadsheet says 是/否 or true/false
+        answer = {"是": True, "true": True, "否": False, "false": False}.get(text.strip().lower())
+        return text if answer is None else answer  # anything else: the model names the field
     try:
         if key in INT_FIELDS:
             return int(text)

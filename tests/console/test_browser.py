@@ -108,9 +108,9 @@ def test_find_a_firm_open_its_package_and_run_a_whatif(visit: Visit, tokens: Tok
     assert page.get_by_role("heading", level=1).inner_text() == firm.profile["name"]
     heading = page.locator("#h-package").inner_text()
     assert heading.startswith(f"政策套餐：可享受 {len(expected['package'])} 项")
-    shown = page.locator("ol.package > li h3 a").all_inner_texts()
+    shown = page.locator("ol.package > li summary .title").all_inner_texts()
     assert shown == [e["title"] for e in expected["package"]]
-    assert page.locator("#h-possible").inner_text().startswith("需要问来电人的问题")
+    assert page.locator("#possible > summary").inner_text().startswith("要问来电人的问题")
     assert "小微企业" in page.locator(".tag").all_inner_texts()
     visit.shot("04-enterprise-package")
 
@@ -153,7 +153,7 @@ def test_search_a_policy_by_the_callers_words(visit: Visit, tokens: Tokens, clie
     detail = client.get("/v1/policies/union-fee-refund-small-micro").json()["current"]
     reach = client.get("/v1/policies/union-fee-refund-small-micro/enterprises", headers=bearer(tokens.staff)).json()
     text = page.locator("main").inner_text()
-    assert f"任务序号 {detail['source']['task_no']}" in text
+    assert f"重点任务》第{detail['source']['task_no']}项" in text
     assert f"符合条件 {reach['eligible']} 家" in text
     assert all(dept in text for dept in detail["lead_departments"])
     assert page.get_by_role("table", name="按地区").locator("tbody tr").count() == len(reach["by_region"])
@@ -172,12 +172,10 @@ def test_the_calculator_works_without_signing_in_or_javascript(browser: Any, liv
         assert page.evaluate("document.activeElement.textContent") == "跳到主要内容"
         page.keyboard.press("Enter")
         page.keyboard.press("Tab")
-        assert page.evaluate("document.activeElement.id") == "f-uscc"
+        assert page.evaluate("document.activeElement.id") == "f-entity_type"  # no code, no name: nothing stored
         visit.shot("09-calculator-form")
 
         profile = {**sample(1), "uscc": make_uscc(9101, "91320311")}
-        page.get_by_label("统一社会信用代码").fill(profile["uscc"])
-        page.get_by_label("企业名称").fill(profile["name"])
         page.get_by_label("所在地区").select_option(profile["region"])
         page.get_by_label("行业代码（GB/T 4754-2017）").fill(profile["industry_code"])
         page.get_by_label("从业人员（人）").fill(str(profile["employees"]))
@@ -189,17 +187,19 @@ def test_the_calculator_works_without_signing_in_or_javascript(browser: Any, liv
                                              "annual_revenue_wan")}
         expected = package_of(state, {**submitted, "needs": "想贷款，利息能不能低一点"})
         assert page.locator("#h-package").inner_text().startswith(f"政策套餐：可享受 {len(expected['package'])} 项")
-        assert page.locator("ol.package > li h3").first.inner_text().startswith(expected["package"][0]["title"])
-        assert page.locator("#h-possible").inner_text().startswith("可能符合，还需补充信息")
+        assert page.locator("ol.package > li summary .title").first.inner_text() == expected["package"][0]["title"]
+        assert page.locator("#possible > summary").inner_text().startswith("还需补充的信息")
         visit.shot("10-calculator-result")
         with Session(state.engine) as session:  # nothing stored
             assert store.get_enterprise(session, uscc=profile["uscc"]) is None
 
+        page.locator("#edit > summary").click()  # the form, collapsed under the answer, opens without JS
         page.get_by_label("从业人员（人）").fill("-3")
         page.get_by_role("button", name="计算政策套餐").click()
         summary = page.locator(".error-summary")
         summary.wait_for()
-        assert "employees（从业人员）不能小于0" in summary.inner_text()
+        assert "从业人员不能小于0" in summary.inner_text()
+        assert "employees" not in summary.inner_text()  # Chinese labels only
 
         page.set_viewport_size(PHONE)
         visit.go("/calculator")
@@ -208,3 +208,75 @@ def test_the_calculator_works_without_signing_in_or_javascript(browser: Any, liv
         assert not visit.foreign, f"pages fetched resources outside the app: {visit.foreign}"
     finally:
         visit.context.close()
+
+
+def fill_profile(page: Any, profile: dict[str, Any]) -> None:
+    """Type a profile into the calculator form the way a person would (selects, boxes, text)."""
+    from profiles.fields import FIELDS, Kind
+
+    for name, value in profile.items():
+        if name in ("uscc", "name"):
+            continue
+        spec = FIELDS[name]
+        if spec.kind is Kind.SET:
+            for code in value or ["__none__"]:
+                page.locator(f'input[name="{name}"][value="{code}"]').check()
+        elif spec.kind in (Kind.CATEGORY, Kind.BOOL):
+            page.locator(f"#f-{name}").select_option(str(value).lower() if spec.kind is Kind.BOOL else value)
+        else:
+            page.locator(f"#f-{name}").fill(str(value))
+
+
+PUBLIC_WORDS = ("uscc", "entity_type", "任务序号", "policy_id")
+
+
+def test_sample_01_result_fits_one_screenful_per_section(browser: Any, live_server: str, screenshots: Path,
+                                                         state: ServiceState) -> None:
+    """The calculator answer for sample 01: the package first, one line per policy that opens; the long
+    lists collapsed — at most 3,000 px tall at 1280 px, 6,000 px at 390 px; no code or slug shown."""
+    visit = Visit(browser, live_server, screenshots, javascript=False)
+    try:
+        page = visit.page
+        profile = sample(0)
+        visit.go("/calculator")
+        fill_profile(page, profile)
+        page.get_by_role("button", name="计算政策套餐").click()
+        page.locator("#result").wait_for()
+        expected = package_of(state, profile)
+        titles = page.locator("ol.package > li summary .title").all_inner_texts()
+        assert titles == [e["title"] for e in expected["package"]]
+        assert page.locator("ol.package details[open]").count() == 0  # one line each until opened
+        for section in ("#possible", "#near", "#on-request"):
+            if page.locator(section).count():
+                assert page.locator(section).get_attribute("open") is None, section
+        text = page.locator("main").inner_text()
+        for word in PUBLIC_WORDS + tuple(e["policy_id"] for e in expected["package"]):
+            assert word not in text, word
+        height = page.evaluate("document.documentElement.scrollHeight")
+        assert height <= 3000, f"result page is {height} px tall at 1280 px"
+        visit.shot("12-calculator-sample01-1280")
+        page.locator("ol.package > li summary").first.click()  # a line opens without JavaScript
+        assert page.locator("ol.package details[open]").count() == 1
+        assert "怎么办理" in page.locator("ol.package details[open]").inner_text()
+        page.locator("ol.package > li summary").first.click()
+        page.set_viewport_size(PHONE)
+        assert visit.fits_width()
+        height = page.evaluate("document.documentElement.scrollHeight")
+        assert height <= 6000, f"result page is {height} px tall at 390 px"
+        visit.shot("13-calculator-sample01-390")
+        assert not visit.foreign, f"pages fetched resources outside the app: {visit.foreign}"
+    finally:
+        visit.context.close()
+
+
+def test_an_off_topic_question_gets_no_policy_and_the_channel(visit: Visit, tokens: Tokens) -> None:
+    page = visit.page
+    visit.sign_in(tokens.staff)
+    page.get_by_label("来电人的原话", exact=False).fill("我想移民加拿大，需要办什么手续")
+    page.get_by_role("button", name="检索").click()
+    page.wait_for_url(re.compile(r".*/console/policies\?q=.*"))
+    box = page.locator("#no-match")
+    assert box.locator("h2").inner_text() == "未找到对应政策"
+    assert "12345" in box.inner_text() and "一企来" in box.inner_text()
+    assert page.locator("ol.hits > li").count() == 0
+    visit.shot("14-off-topic-search")

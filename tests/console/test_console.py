@@ -17,7 +17,7 @@ from profiles.features import derive
 from profiles.fields import FIELDS, PROFILE_FIELDS
 from profiles.model import ProfileError, parse_profile
 from service import store
-from service.console import NONE_OPTION, SESSION_COOKIE, profile_from_form, question_groups
+from service.console import NONE_OPTION, SESSION_COOKIE, ask_list, profile_from_form
 from service.console import router as console_router
 from service.db import ApiToken, AuditLog, Enterprise
 from service.state import ServiceState
@@ -303,13 +303,13 @@ def test_enterprise_page_shows_profile_package_questions_and_gaps(web: TestClien
     positions = [page.index(t) for t in titles(expected)]
     assert positions == sorted(positions)  # ranked as the API ranks them
     assert expected["possibly_eligible"], "the sample is meant to leave questions open"
-    assert "需要问来电人的问题" in page
-    for item in expected["possibly_eligible"]:
-        for question in item["questions"]:
-            assert question in page
+    assert "要问来电人的问题" in page
+    assert expected["questions"]
+    for ask in expected["questions"]:  # each field asked once, phrased to the caller
+        assert page.count(ask["ask_staff"]) == 1
     for item in expected["near_misses"]:
-        for gap in item["unmet"]:
-            assert gap in page
+        for gap in item["gaps"]:
+            assert f"{gap['label']}：需{gap['needed']}" in page and gap["observed"] in page
     for tag in expected["enterprise"]["tags"]:
         assert tag in page
 
@@ -359,8 +359,8 @@ def test_saving_goes_through_the_api_validation_and_bad_input_stores_nothing(
     url = f"/console/enterprises/{uscc}/save"
     before = stored(state, uscc)
     assert before is not None
-    for value, message in [("-5", "employees（从业人员）不能小于0"), ("很多", "employees（从业人员）应为整数"),
-                           ("12.5", "employees（从业人员）应为整数")]:
+    for value, message in [("-5", "从业人员不能小于0"), ("很多", "从业人员应为整数"),
+                           ("12.5", "从业人员应为整数")]:
         response = web.post(url, data={**form_of({**profile, "employees": value}), "csrf": csrf},
                             follow_redirects=False)
         assert response.status_code == 422
@@ -368,7 +368,8 @@ def test_saving_goes_through_the_api_validation_and_bad_input_stores_nothing(
         assert "未保存任何内容" in response.text
         assert 'href="#f-employees"' in response.text  # the summary links to the field
     bad_code = web.post(url, data={**form_of({**profile, "industry_code": "Z99"}), "csrf": csrf})
-    assert bad_code.status_code == 422 and "industry_code（行业代码" in bad_code.text
+    assert bad_code.status_code == 422 and "行业代码（GB/T 4754-2017）" in bad_code.text
+    assert "industry_code（" not in bad_code.text  # pages show Chinese labels only
     after = stored(state, uscc)
     assert after is not None and after.content_hash == before.content_hash
 
@@ -427,7 +428,7 @@ def test_policy_page_shows_wording_task_departments_and_reach(web: TestClient, t
                        headers=bearer(tokens.staff)).json()
     page = web.get("/console/policies/union-fee-refund-small-micro").text
     assert detail["text"].strip()[:40] in page
-    assert f"任务序号 {detail['source']['task_no']}" in page
+    assert f"重点任务》第{detail['source']['task_no']}项" in page
     for dept in detail["lead_departments"]:
         assert dept in page
     assert f"符合条件 <strong>{reach['eligible']}</strong> 家" in page
@@ -441,9 +442,13 @@ def test_calculator_form_lists_every_field_with_help(web: TestClient) -> None:
     page = web.get("/calculator")
     assert page.status_code == 200
     for name in PROFILE_FIELDS:
+        if name in ("uscc", "name"):  # the calculator stores nothing and asks for no code and no name
+            assert f'id="f-{name}"' not in page.text
+            continue
         assert f'id="f-{name}"' in page.text
         assert FIELDS[name].help in page.text
     assert "电子税务局" in page.text  # how to find the tax credit grade
+    assert 'id="f-has_union"' in page.text
 
 
 def test_calculator_works_as_a_plain_form_post_and_stores_nothing(web: TestClient, client: TestClient,
@@ -459,21 +464,26 @@ def test_calculator_works_as_a_plain_form_post_and_stores_nothing(web: TestClien
     assert positions == sorted(positions)
     assert stored(state, profile["uscc"]) is None
     assert enterprise_count(state) == count
-    assert f'value="{profile["name"]}"' in response.text  # the form keeps what was typed
+    assert f'value="{profile["employees"]}"' in response.text  # the form keeps what was typed
+    # nothing identifying is asked or shown: no code, no name, no field codes, no slugs
+    assert profile["name"] not in response.text and profile["uscc"] not in response.text
+    shown = re.sub(r"<[^>]+>", " ", response.text)  # what a person reads (attributes are not shown)
+    for word in ("uscc", "entity_type", "任务序号", *[e["policy_id"] for e in expected["package"]]):
+        assert word not in shown, word
 
 
 def test_calculator_bad_input_names_the_field_in_chinese(web: TestClient, state: ServiceState,
                                                          fresh_limiter: None) -> None:
     profile = {**sample(1), "uscc": make_uscc(7102, "91320311")}
     count = enterprise_count(state)
-    for changes, message in [({"employees": "-5"}, "employees（从业人员）不能小于0"),
-                             ({"annual_revenue_wan": "三百"}, "annual_revenue_wan（营业收入）应为数字"),
-                             ({"uscc": "91320312MA1Q7E3K20"}, "uscc（统一社会信用代码）"),
-                             ({"uscc": ""}, "uscc（统一社会信用代码）必填"),
-                             ({"established_on": "2015-13-40"}, "established_on（成立日期）")]:
+    for changes, message in [({"employees": "-5"}, "从业人员不能小于0"),
+                             ({"annual_revenue_wan": "三百"}, "营业收入应为数字"),
+                             ({"has_union": "maybe"}, "是否建立工会"),
+                             ({"established_on": "2015-13-40"}, "成立日期")]:
         response = web.post("/calculator", data=form_of({**profile, **changes}))
         assert response.status_code == 422, changes
         assert message in response.text, (changes, message)
+        assert f"{next(iter(changes))}（" not in response.text  # Chinese labels only, no field codes
     assert enterprise_count(state) == count
 
 
@@ -491,8 +501,8 @@ def test_calculator_is_rate_limited_like_the_match_api(web: TestClient, app: Fas
 
 
 def test_forms_refuse_what_cannot_be_stored_or_parsed(web: TestClient, fresh_limiter: None) -> None:
-    nul = web.post("/calculator", data={**form_of(sample(0)), "name": "a\x00b"})
-    assert nul.status_code == 422 and "name（企业名称）" in nul.text
+    nul = web.post("/calculator", data={**form_of(sample(0)), "needs": "a\x00b"})
+    assert nul.status_code == 422 and "企业诉求" in nul.text
     as_json = web.post("/calculator", json=sample(0))
     assert as_json.status_code == 415 and "application/x-www-form-urlencoded" in as_json.text
     broken = web.post("/calculator", content=b"name=%ff%fe", headers={"content-type": "application/x-www-form-urlencoded"})
@@ -533,9 +543,38 @@ def test_questions_are_grouped_so_one_answer_settles_many_policies(state: Servic
     profile = {k: v for k, v in sample(5).items() if k not in ("flags", "trade")}
     with Session(state.engine) as session:
         result = state.matcher(session).match(derive(parse_profile(profile), dt.date.today()))
-    groups = question_groups(result)
-    asked = [q for item in result["possibly_eligible"] for q in item["questions"]]
-    assert sorted(g["question"] for g in groups) == sorted(set(asked))
-    assert sum(len(g["titles"]) for g in groups) == len(asked)
-    assert [len(g["titles"]) for g in groups] == sorted((len(g["titles"]) for g in groups), reverse=True)
-    assert len(groups[0]["titles"]) > 1  # an unknown size holds back several policies at once
+    staff, firm = ask_list(result, True), ask_list(result, False)
+    fields = [a["field"] for a in result["questions"]]
+    assert len(fields) == len(set(fields))  # each field asked once
+    assert [a["question"] for a in staff] == [a["ask_staff"] for a in result["questions"]]
+    assert all(a["question"].startswith("请问") for a in staff)
+    assert all(a["question"].startswith("贵企业") for a in firm)
+    missing = {f for item in result["possibly_eligible"] for f in item["missing"]}
+    settled = {pid for a in result["questions"] for pid in a["settles"]}
+    assert settled == {item["policy_id"] for item in result["possibly_eligible"]}
+    assert missing  # the sample leaves questions open
+    assert len(staff[0]["titles"]) > 1  # an unknown size holds back several policies at once
+    if "flags" in fields:  # rare situations (破产, 涉案) are asked last
+        assert fields[-1] == "flags"
+
+
+def test_calculator_says_so_when_the_firms_words_match_nothing(web: TestClient, fresh_limiter: None) -> None:
+    """Off-topic words get "未找到对应政策" and the channel, not a package pretending to answer them."""
+    profile = {**sample(0), "needs": "我想移民加拿大，孩子出国读书怎么办"}
+    response = web.post("/calculator", data=form_of(profile))
+    assert response.status_code == 200
+    assert "未找到对应政策" in response.text
+    assert "12345" in response.text and "一企来" in response.text
+    on_topic = web.post("/calculator", data=form_of(sample(0)))  # 想贷款…专利能不能质押: found
+    assert on_topic.status_code == 200 and "未找到对应政策" not in on_topic.text
+
+
+def test_console_policy_search_abstains_on_off_topic_words(web: TestClient, tokens: Tokens) -> None:
+    sign_in(web, tokens.staff)
+    page = web.get("/console/policies", params={"q": "我想移民加拿大"})
+    assert page.status_code == 200
+    assert "未找到对应政策" in page.text and "12345" in page.text
+    assert 'class="hits"' not in page.text
+    found = web.get("/console/policies", params={"q": "一个月被检查好几回"})
+    assert "未找到对应政策" not in found.text
+    assert "服务承诺" in found.text  # commitments are findable, labelled as such
