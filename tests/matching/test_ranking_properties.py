@@ -1,5 +1,5 @@
-"""Ranking invariants under hypothesis: only eligible policies, no policy twice, scores descending,
---top N keeps the best N, and the exclusive-group totals count each benefit once."""
+"""Ranking invariants under hypothesis: only eligible policies, no policy twice, scores descending, the
+same answer twice, --top N keeps the best N, and the exclusive-group totals count each benefit once."""
 
 from __future__ import annotations
 
@@ -31,6 +31,11 @@ def test_package_invariants(matcher: Matcher, row: int, query: str, top: int) ->
         assert reference.outcome(policy.rule, portrait.record) == "eligible" and policy.is_active(as_of)
     scores = [e["score"] for e in full["package"]]
     assert scores == sorted(scores, reverse=True)
+    again = matcher.match(portrait, query=query or None)  # deterministic: the same answer twice
+    assert [(e["policy_id"], e["score"]) for e in again["package"]] == [(e["policy_id"], e["score"])
+                                                                        for e in full["package"]]
+    assert again["available_on_request"] == full["available_on_request"]
+    assert again["near_misses"] == full["near_misses"] and again["questions"] == full["questions"]
     cut = matcher.match(portrait, query=query or None, top=top)
     assert [e["policy_id"] for e in cut["package"]] == ids[:top]
     others = {e["policy_id"] for e in full["possibly_eligible"]} | {e["policy_id"] for e in full["near_misses"]}
