@@ -98,13 +98,14 @@ def text_signals(keys: Sequence[str], retriever: PolicyRetriever, policies: Sequ
     hits = np.zeros((n, m), dtype=bool)
     semantic = np.zeros((n, m), dtype=bool)
     texts = [k[2:] for k in keys]
+    rows = retriever.positions([p.id for p in policies])  # policy position -> retriever row
     fresh = sorted({t for t in texts if t})
     if fresh and retriever.embedder is not None:
         retriever.embedder.embed(fresh, "query")  # one batched call fills the cache
     for row, (key, text) in enumerate(zip(keys, texts, strict=True)):
         if not text:
             continue
-        rel = retriever.scores(text).channel(ranking.channel)
+        rel = retriever.scores(text).channel(ranking.channel, rows)  # scaled over these policies
         relevance[row] = rel
         if key.startswith(NEEDS_PREFIX):
             hits[row] = [any(t in text for t in p.triggers) for p in policies]

@@ -14,10 +14,14 @@ from policies.schema import Policy
 _SPACE = re.compile(r"\s+")
 
 
-def policy_document(policy: Policy) -> str:
-    """The text a policy is found by: title (weighted), summary, tags, triggers, benefit, wording."""
+def policy_document(policy: Policy, *, drop_questions: tuple[int, ...] = ()) -> str:
+    """The text an entry is found by: title (weighted), summary, tags, triggers, benefit (policies only),
+    常见问法 and the plan's wording. ``drop_questions`` leaves those 常见问法 out (the calibration's
+    leave-one-out training)."""
+    questions = [q for n, q in enumerate(policy.questions) if n not in drop_questions]
+    benefit = policy.benefit.description if policy.benefit is not None else ""
     parts = [policy.title, policy.title, policy.summary, " ".join(policy.tags),
-             " ".join(policy.triggers), policy.benefit.description, " ".join(policy.questions), policy.text]
+             " ".join(policy.triggers), benefit, " ".join(questions), policy.text]
     return _SPACE.sub(" ", " ".join(parts))
 
 

@@ -152,16 +152,23 @@ class Matcher:
 
     catalog: Catalog
     engine: RuleEngine
-    retriever: PolicyRetriever
+    retriever: PolicyRetriever  # indexes every entry (policies, commitments, plan work)
     ranking: RankingConfig
+    policy_rows: np.ndarray | None = None  # engine position -> retriever row (None: derived from the ids)
+
+    def __post_init__(self) -> None:
+        if self.policy_rows is None:
+            self.policy_rows = self.retriever.positions([c.id for c in self.engine.compiled])
 
     @classmethod
     def build(cls, catalog: Catalog, *, embedder: Embedder | None = None, index_dir: Path | None = None,
               ranking: RankingConfig | None = None, fusion: FusionConfig | None = None) -> Matcher:
-        policies = list(catalog)
-        retriever = PolicyRetriever.build(policies, embedder=embedder, fingerprint=catalog.fingerprint,
-                                          index_dir=index_dir, fusion=fusion)
-        return cls(catalog, RuleEngine(policies), retriever, ranking or RankingConfig())
+        policies = list(catalog)  # the rule engine sees policies only; search sees every entry
+        retriever = PolicyRetriever.build(catalog.all_entries(), embedder=embedder,
+                                          fingerprint=catalog.fingerprint, index_dir=index_dir, fusion=fusion)
+        engine = RuleEngine(policies)
+        rows = retriever.positions([c.id for c in engine.compiled])
+        return cls(catalog, engine, retriever, ranking or RankingConfig(), rows)
 
     @property
     def model_id(self) -> str | None:
@@ -176,8 +183,8 @@ class Matcher:
         record = batch.record(0)
         context = " ".join(filter(None, [portrait.profile.needs, query])).strip()
         relevance_text = context or " ".join(filter(None, [portrait.profile.business_scope, *portrait.tags]))
-        relevance = (self.retriever.scores(relevance_text).channel(self.ranking.channel) if relevance_text
-                     else np.zeros(len(self.engine.compiled)))
+        relevance = (self.retriever.scores(relevance_text).channel(self.ranking.channel, self.policy_rows)
+                     if relevance_text else np.zeros(len(self.engine.compiled)))
         semantic = self._semantic_triggers(relevance) if context else set()
         package: list[dict[str, Any]] = []
         possible: list[dict[str, Any]] = []
@@ -286,16 +293,12 @@ class Matcher:
         }
 
     # ---- search -----------------------------------------------------------------------
-    def search(self, text: str, *, top: int = 10, as_of: dt.date | None = None,
-               mode: Mode = "hybrid") -> list[dict[str, Any]]:
-        """Published policies in force on ``as_of``, ranked by relevance alone."""
-        when = as_of or dt.date.today()
-        active = {p.id for p in self.catalog if p.is_active(when)}
-        hits = self.retriever.rank(text, mode=mode, allowed=active, top=top)
-        return [
-            {**_source(self.catalog[pid]), "title": self.catalog[pid].title, "score": round(s, 6)}
-            for pid, s in hits
-        ]
+    def search(self, text: str, *, top: int = 10, as_of: dt.date | None = None) -> list[dict[str, Any]]:
+        """Entries of every kind in force on ``as_of`` whose calibrated score reaches the floor, best
+        first (``matching.search.search`` gives the whole answer: results, no_match, fallback)."""
+        from matching.search import search
+
+        return list(search(self, text, top=top, as_of=as_of)["results"])
 
 
 def _source(policy: Policy) -> dict[str, Any]:

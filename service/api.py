@@ -32,6 +32,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from matching.relevance import dense_passage
+from matching.search import search as search_answer
 from matching.rules import ELIGIBLE, UNKNOWN, RuleEngine
 from policies.formula import FormulaError, parse_formula
 from policies.rules import RuleError, parse_rule
@@ -444,15 +445,39 @@ class EnterpriseHit(BaseModel):
 
 
 class SearchHit(BaseModel):
+    kind: str = Field(description="policy | commitment | plan_work")
     policy_id: str
     title: str
     source_task: int | None
     source_measure: int | None
+    score: float = Field(description="calibrated relevance in [0, 1], comparable across queries")
+    lead_departments: list[str]
+
+
+class FallbackChannel(BaseModel):
+    name: str
+    also: str | None
+    policy_id: str | None
+
+
+class FallbackDepartment(BaseModel):
+    name: str
+    basis_policy_id: str
+    basis_title: str
     score: float
 
 
+class SearchFallback(BaseModel):
+    channels: list[FallbackChannel]
+    department: FallbackDepartment | None = Field(
+        description="on no_match only: the closest remit, when the best entry below the floor is close enough")
+    message: str
+
+
 class SearchOut(BaseModel):
-    results: list[SearchHit]
+    results: list[SearchHit] = Field(description="entries at or above the relevance floor, best first")
+    no_match: bool = Field(description="true when no entry reaches the floor (results is empty)")
+    fallback: SearchFallback
     catalog_version: str
     model_id: str | None
 
@@ -676,7 +701,7 @@ def list_policies(session: SessionDep) -> list[dict[str, Any]]:
     return [_summary(r) for r in store.published_versions(session)]
 
 
-@v1.get("/policies/search", response_model=SearchOut, tags=["政策"], summary="按诉求检索政策（相关度排序）",
+@v1.get("/policies/search", response_model=SearchOut, tags=["政策"], summary="按诉求检索全计划条目（校准相关度；无对应条目时 no_match 与求助渠道）",
         dependencies=[limited("search")])
 def search_policies(state: StateDep, session: SessionDep,
                     q: Annotated[str, Query(min_length=1, max_length=MAX_SEARCH_CHARS)],
@@ -684,7 +709,7 @@ def search_policies(state: StateDep, session: SessionDep,
     if not q.strip():
         raise ApiError(422, "invalid_query", "查询内容不能为空", "q")
     matcher = state.matcher(session)
-    return {"results": matcher.search(q, top=top), "catalog_version": matcher.catalog.version,
+    return {**search_answer(matcher, q, top=top), "catalog_version": matcher.catalog.version,
             "model_id": matcher.model_id}
 
 

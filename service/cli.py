@@ -92,26 +92,32 @@ def search(
     top: Annotated[int, typer.Option("--top", help="返回条数")] = 10,
     as_json: JsonFlag = False,
 ) -> None:
-    """按关键词检索政策（按相关度排序）。"""
+    """按来电人的话检索全计划条目（政策、承诺事项、政府工作），没有对应条目时如实说明并给出求助渠道。"""
+    from matching.search import search as search_answer
     from service.runtime import get_matcher
 
     if not text.strip():
         fail("查询内容不能为空")
     _in_range("--top", top, 1, 200)
-    results = get_matcher().search(text, top=top)
+    matcher = get_matcher()
+    answer = search_answer(matcher, text, top=top)
     if as_json:
-        _emit({"results": results})
+        _emit(answer)
         return
-    if not results:
-        typer.echo("没有找到相关政策。")
-    for i, r in enumerate(results, 1):
+    if answer["no_match"]:
+        typer.echo(answer["fallback"]["message"])
+        return
+    for i, r in enumerate(answer["results"], 1):
         src = f"任务{r['source_task']}" if r["source_task"] else f"举措{r['source_measure']}"
-        typer.echo(f"{i:>2}. {r['title']}  [{src}]  相关度 {r['score']:.3f}  ({r['policy_id']})")
+        kind = matcher.catalog[r["policy_id"]].kind_label
+        depts = "、".join(r["lead_departments"])
+        typer.echo(f"{i:>2}. {r['title']}  [{kind} · {src} · {depts}]  相关度 {r['score']:.2f}  ({r['policy_id']})")
+    typer.echo(answer["fallback"]["message"])
 
 
 @app.command("eval")
 def evaluate(as_json: JsonFlag = False) -> None:
-    """相关性评测：Recall@5、MRR、nDCG@5（词法、向量、混合、原文检索对照）。"""
+    """相关性评测：Recall@5、MRR、nDCG@5（词法、向量、混合、原文检索对照）与拒答率。"""
     from matching.evaluation.run import ROWS, run
     from service.runtime import get_matcher
 
@@ -119,14 +125,26 @@ def evaluate(as_json: JsonFlag = False) -> None:
     if as_json:
         _emit(report)
         return
-    names = {"lexical": "仅词法(TF-IDF)", "dense": "仅向量(e5)", "hybrid": "混合", "naive_plan_hybrid": "原文检索(对照)"}
-    typer.echo(f"模型 {report['model_id']} · 目录 {report['catalog_version']}")
-    for part, title in (("queries", "热线口语查询 → 重点任务"), ("profiles", "企业画像+诉求 → 套餐前5")):
+    names = {"lexical": "仅词法(TF-IDF)", "dense": "仅向量(e5)", "hybrid": "混合(校准)", "naive_plan_hybrid": "原文检索(对照)"}
+    typer.echo(f"模型 {report['model_id']} · 目录 {report['catalog_version']} · 条目 {report['entries']}")
+    parts = (("queries", "热线口语查询（政策）→ 重点任务"), ("plan", "热线口语查询（承诺事项、政府工作）→ 重点任务"),
+             ("profiles", "企业画像+诉求 → 套餐前5"), ("fresh", "复核集（未用于任何决定）→ 重点任务"))
+    for part, title in parts:
         typer.echo(f"\n{title}（{report[part]['n']} 条）")
         typer.echo(f"  {'':<16}{'Recall@5':>10}{'MRR':>10}{'nDCG@5':>10}")
         for row in ROWS:
             m = report[part][row]
             typer.echo(f"  {names[row]:<14}{m['recall@5']:>10.4f}{m['mrr']:>10.4f}{m['ndcg@5']:>10.4f}")
+    for key, title in (("abstention", "拒答（queries + plan / 题外集）"), ("abstention_fresh", "拒答（复核集）")):
+        a = report[key]
+        typer.echo(f"\n{title}：阈值 {a['floor']}")
+        typer.echo(f"  题外问题被拒答 {a['off_topic_refused']:.1%}（{a['n_off_topic']} 条）；"
+                   f"范围内问题被误拒 {a['in_scope_refused']:.1%}（{a['n_in_scope']} 条）")
+    cal = report["calibration"]
+    if cal:
+        t = cal["train"]
+        typer.echo(f"\n校准（训练数据：目录常见问法留一 {cal['positives']} 条、训练题外问题 {cal['negatives']} 条）：")
+        typer.echo("  " + "，".join(f"{k} {v}" for k, v in t.items()))
 
 
 @policies_app.command("lint")

@@ -88,7 +88,10 @@ def test_the_policy_index_follows_the_catalog_fingerprint(catalog, embedder, tmp
 
     policies = list(catalog)[:5]
     first = PolicyRetriever.build(policies, embedder=embedder, fingerprint="v1", index_dir=tmp_path)
-    assert first.dense is not None and first.dense.fingerprint == "v1"
+    assert first.dense is not None and first.dense.fingerprint.startswith("v1:")
     second = PolicyRetriever.build(policies[:4], embedder=embedder, fingerprint="v2", index_dir=tmp_path)
-    assert second.dense is not None and second.dense.fingerprint == "v2"
+    assert second.dense is not None and second.dense.fingerprint.startswith("v2:")
     assert {i.split("#")[0] for i in second.dense.ids} == {p.id for p in policies[:4]}
+    # the same catalog fingerprint with other rows (e.g. every entry kind instead of policies only) rebuilds
+    third = PolicyRetriever.build(policies[:3], embedder=embedder, fingerprint="v2", index_dir=tmp_path)
+    assert third.dense is not None and {i.split("#")[0] for i in third.dense.ids} == {p.id for p in policies[:3]}

@@ -319,6 +319,17 @@ def test_policy_search_ranks_by_relevance(client: TestClient) -> None:
     assert_error(client.get("/v1/policies/search"), 422, "invalid_request", "q")
 
 
+def test_policy_search_says_no_match_with_the_channels(client: TestClient) -> None:
+    body = client.get("/v1/policies/search", params={"q": "我想移民加拿大"}).json()
+    assert body["results"] == [] and body["no_match"] is True
+    assert [c["name"] for c in body["fallback"]["channels"]] == ["“一企来”企业服务热线", "12345政务热线"]
+    assert body["fallback"]["message"].startswith("未找到对应政策")
+    found = client.get("/v1/policies/search", params={"q": "一个月被检查好几回，能不能合并检查"}).json()
+    assert found["no_match"] is False and found["results"][0]["kind"] in ("policy", "commitment", "plan_work")
+    assert {"kind", "lead_departments", "source_task", "source_measure"} <= set(found["results"][0])
+    assert 101 in {r["source_task"] for r in found["results"][:3]}
+
+
 def test_reverse_direction_ranks_paginates_and_counts(client: TestClient, db: Session, tokens: Tokens,
                                                       population: Population) -> None:
     url = f"/v1/policies/{UNION_FEE}/enterprises"
