@@ -161,8 +161,9 @@ Quarantined = list[dict[str, str]]  # [{"uscc": …, "reason": …}] — the rea
 
 def profile_problem(uscc: str, text: Any, latest_founding: dt.date) -> str | None:
     """Why a stored profile (its JSON text) cannot be scored, or None: it must be a JSON object that
-    passes the same validation as the API (JSON types, :func:`parse_profile`, founding date not after
-    ``latest_founding``) and name the enterprise it is stored under."""
+    passes the same validation as the API (:func:`parse_profile`, founding date not after
+    ``latest_founding``) and name the enterprise it is stored under. (The model's lax coercions — a number
+    stored as text — are left to the column decoder, which fails on them: see :func:`_encode_chunk`.)"""
     if text is None:
         return "画像为空"
     try:
@@ -170,7 +171,6 @@ def profile_problem(uscc: str, text: Any, latest_founding: dt.date) -> str | Non
     except (ValueError, RecursionError) as exc:
         return f"画像不是有效的JSON：{str(exc)[:120]}"
     try:
-        check_json_types(data)  # as the API: "1.5" is no number (the column decoder would fail on it)
         profile = parse_profile(data, as_of=latest_founding)
     except ProfileError as exc:
         return "；".join(message for _, message in exc.errors[:3])
@@ -448,6 +448,15 @@ def _encode_chunk(raw: pd.DataFrame, prep: Prepared,
         return frame
 
     encoded, failed = isolate(good, encode, "画像编码") if len(good) else (None, [])
+    if failed:  # the usual cause: a JSON type the model coerced ("1.5" as a number); name the field then
+        texts = dict(zip(good["uscc"].tolist(), good["profile"].tolist(), strict=True))
+        for item in failed:
+            try:
+                check_json_types(json.loads(texts[item["uscc"]]))
+            except ProfileError as exc:
+                item["reason"] = str(exc)
+            except (ValueError, TypeError, KeyError, RecursionError):
+                pass
     frame = encoded if encoded is not None else encode(good.iloc[0:0]).assign(text_key=pd.Series(dtype=object))
     meta = _without(good.drop(columns=["profile"]), failed).copy()
     meta["recheck"] = recheck_days(frame["established_on"].to_numpy(dtype=np.float64), as_of, prep.thresholds)
