@@ -35,7 +35,7 @@ import pandas as pd
 
 from matching import offering
 from matching.columns import STATED_RULE_FIELDS, ProfileBatch, codes
-from matching.package import RankingConfig
+from matching.package import RankingConfig, benefit_of
 from matching.relevance import PolicyRetriever
 from matching.rules import ELIGIBLE, UNKNOWN, RuleEngine
 from policies.formula import Formula, parse_formula
@@ -138,7 +138,7 @@ class BatchScorer:
         return cls(engine, tuple(p.id for p in policies), np.array([p.version for p in policies], np.int32),
                    np.array([p.delivery == "on_trigger" for p in policies], dtype=bool),
                    np.array([offering.proactive(p) for p in policies], dtype=bool), spec,
-                   tuple(p.benefit.estimate.formula if p.benefit.estimate else None for p in policies), cfg)
+                   tuple(e.formula if (e := benefit_of(p).estimate) else None for p in policies), cfg)
 
     @property
     def m(self) -> int:
@@ -328,7 +328,7 @@ def _text_keys(needs: np.ndarray, scope: np.ndarray) -> np.ndarray:
 # ---- what changed since the last push ------------------------------------------------------------------
 def benefit_digest(policy: Policy) -> str:
     """Identity of what a firm gets from a policy: a new version changes it only when the benefit did."""
-    data = policy.benefit.model_dump(mode="json")
+    data = benefit_of(policy).model_dump(mode="json")
     return hashlib.sha256(json.dumps(data, ensure_ascii=False, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -143,8 +143,8 @@ def leaf_gap(leaf: Leaf, negated: bool, record: dict[str, Any]) -> dict[str, Any
             return None
         needed, shown = f.value_label(True), f.value_label(observed)
     elif m.how == "acquire":
-        have = set(observed)
-        missing = [q for q in leaf.value if q not in have]
+        held = set(observed)
+        missing = [q for q in leaf.value if q not in held]
         fits = [q for q in missing if plausible(field, record, q)]
         if not fits or (op == "has_all" and len(fits) < len(missing)):
             return None

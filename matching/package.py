@@ -32,7 +32,7 @@ from matching.rules import (
     trace_rule,
 )
 from policies.loader import Catalog
-from policies.schema import STRENGTHS, Policy
+from policies.schema import STRENGTHS, Benefit, Policy
 from profiles.features import Portrait
 from profiles.fields import FIELDS, Kind
 
@@ -221,7 +221,7 @@ class Matcher:
                 missing = list(dict.fromkeys(f for t in traces for f in t.unknown_fields()))
                 possible.append({**_source(policy), "missing": missing, "title": policy.title,
                                  "questions": [question_for(f) for f in missing],
-                                 "benefit": policy.benefit.description, **_strength(policy),
+                                 "benefit": benefit_of(policy).description, **_strength(policy),
                                  **_review(policy, as_of)})
             elif result.near_miss[i, 0]:
                 gap = _near_miss(comp.policy, comp.clauses, result.cache, record, as_of)
@@ -282,9 +282,10 @@ class Matcher:
             "how_to_apply": policy.how_to_apply,
             "why_you": _why_you(policy, traces, hits),
             "category_label": policy.category_label,
-            "benefit": policy.benefit.description,
-            "value_assumption": policy.benefit.estimate.assumption if policy.benefit.estimate and value is not None else None,
-            "exclusive_group": policy.benefit.exclusive_group,
+            "benefit": benefit_of(policy).description,
+            "value_assumption": (estimate.assumption if (estimate := benefit_of(policy).estimate) and value is not None
+                                 else None),
+            "exclusive_group": benefit_of(policy).exclusive_group,
             "lead_departments": list(policy.lead_departments),
             "matched_triggers": hits,
             "score_parts": {"relevance": round(relevance, 4), "trigger": float(bool(hits)),
@@ -304,6 +305,13 @@ class Matcher:
 def _source(policy: Policy) -> dict[str, Any]:
     return {"policy_id": policy.id, "source_task": policy.source.task_no,
             "source_measure": policy.source.measure_no}
+
+
+def benefit_of(policy: Policy) -> Benefit:
+    """The benefit of a policy entry (every kind ``policy`` has one; commitments never reach the engine)."""
+    if policy.benefit is None:
+        raise ValueError(f"{policy.id}: kind {policy.kind} has no benefit and cannot be offered")
+    return policy.benefit
 
 
 def _strength(policy: Policy) -> dict[str, Any]:
@@ -329,7 +337,7 @@ def _near_miss(policy: Policy, clauses: Sequence[Any], cache: Any, record: dict[
         return None
     traces = [trace_rule(c, cache, 0, record) for c in clauses]
     return {**_source(policy), "title": policy.title, "unmet": [_gap(t) for t in traces if t.outcome == FAILED],
-            "gaps": gaps, "benefit": policy.benefit.description, **_strength(policy),
+            "gaps": gaps, "benefit": benefit_of(policy).description, **_strength(policy),
             "estimated_value_wan": estimate_value(policy, record), **_review(policy, as_of)}
 
 
@@ -365,8 +373,8 @@ def _why_you(policy: Policy, traces: Sequence[ClauseTrace], hits: list[str]) -> 
     facts = list(dict.fromkeys(f for t in traces for f in _leaf_facts(t)))
     said = f"您提到“{hits[0]}”，" if hits else ""
     if not facts:
-        return f"{said}本政策面向所有市场主体：{policy.benefit.description}"
-    return f"{said}贵企业{'，'.join(facts[:3])}，符合条件：{policy.benefit.description}"
+        return f"{said}本政策面向所有市场主体：{benefit_of(policy).description}"
+    return f"{said}贵企业{'，'.join(facts[:3])}，符合条件：{benefit_of(policy).description}"
 
 
 def _reason(trace: ClauseTrace) -> str:
@@ -432,7 +440,7 @@ def _summary(package: list[dict[str, Any]]) -> dict[str, Any]:
 
 def estimate_value(policy: Policy, record: dict[str, Any]) -> float | None:
     """The yearly value in 万元 from the catalog formula, or None when an input is unknown."""
-    est = policy.benefit.estimate
+    est = benefit_of(policy).estimate
     if est is None:
         return None
     value = float(np.asarray(est.parsed.evaluate(record)))
