@@ -491,6 +491,8 @@ class PolicySummary(BaseModel):
     source_task: int | None
     source_measure: int | None
     delivery: str
+    kind: str = Field(description="policy（惠企政策）| commitment（服务承诺）| plan_work（政府工作任务）")
+    strength: str | None = Field(None, description="policies only: entitlement | selective | procedure | channel")
 
 
 class PolicyDetail(Open):
@@ -693,7 +695,8 @@ def _summary(row: Any) -> dict[str, Any]:
     d = row.data
     return {"policy_id": row.policy_id, "version": row.version, "status": row.status, "title": d["title"],
             "category": d["category"], "source_task": d["source"].get("task_no"),
-            "source_measure": d["source"].get("measure_no"), "delivery": d.get("delivery", "proactive")}
+            "source_measure": d["source"].get("measure_no"), "delivery": d.get("delivery", "proactive"),
+            "kind": d.get("kind", "policy"), "strength": d.get("strength")}
 
 
 @v1.get("/policies", response_model=list[PolicySummary], tags=["政策"], summary="政策目录（现行版本）")
@@ -733,6 +736,9 @@ def get_policy(policy_id: str, session: SessionDep, principal: PrincipalDep) -> 
 
 
 def _reach(state: ServiceState, session: Session, policy: Policy, as_of: dt.date) -> tuple[np.ndarray, Any]:
+    if not policy.offered:  # a commitment or plan work has no rule: it reaches no firm
+        raise ApiError(409, "not_a_policy",
+                       f"“{policy.title}”是{policy.kind_label}，不是企业申请享受的政策，没有适用企业名单")
     population = state.population(session, as_of)
     result = RuleEngine([policy]).evaluate(population.batch, as_of, near_misses=False)
     return result.status[0], population
@@ -745,6 +751,9 @@ def policy_enterprises(policy_id: str, state: StateDep, session: SessionDep, pri
                        size: Annotated[int, Query(ge=1, le=200)] = 50,
                        as_of: dt.date | None = None) -> dict[str, Any]:
     matcher = state.matcher(session)
+    entry = matcher.catalog.entries.get(policy_id)
+    if entry is not None and not entry.offered:  # a commitment or plan work: findable, never matched to firms
+        _reach(state, session, entry, _as_of(as_of))  # says so (409 not_a_policy)
     if policy_id not in matcher.catalog.policies:
         raise ApiError(404, "not_found", f"未找到现行政策“{policy_id}”")
     policy = matcher.catalog[policy_id]
@@ -1020,7 +1029,7 @@ def create_app(settings: Settings | None = None, state: ServiceState | None = No
         except (OperationalError, DBAPIError, PoolTimeout):
             return _error(503, "database_unavailable", "数据库暂时不可用")
         return {"status": "ready", "catalog_version": matcher.catalog.version, "model_id": matcher.model_id,
-                "policies": len(matcher.catalog)}
+                "policies": len(matcher.catalog.policies), "entries": len(matcher.catalog.entries)}
 
     @app.get("/metrics", tags=["运维"], summary="Prometheus 指标（多工作进程汇总）", response_class=PlainTextResponse,
              responses={403: {"model": ErrorBody}})

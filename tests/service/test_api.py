@@ -73,7 +73,9 @@ def test_healthz_readyz_metrics(client: TestClient) -> None:
     ready = client.get("/readyz")
     assert ready.status_code == 200
     body = ready.json()
-    assert body["status"] == "ready" and body["policies"] == len(client.get("/v1/policies").json())
+    listed = client.get("/v1/policies").json()  # every entry kind: policies, commitments, plan work
+    assert body["status"] == "ready" and body["entries"] == len(listed)
+    assert body["policies"] == sum(1 for e in listed if e["kind"] == "policy") < len(listed)
     assert body["catalog_version"] and body["model_id"]
     metrics = client.get("/metrics")
     assert metrics.status_code == 200 and metrics.headers["content-type"].startswith("text/plain")
@@ -359,6 +361,12 @@ def test_reverse_direction_ranks_paginates_and_counts(client: TestClient, db: Se
     assert_error(client.get(url, headers=bearer(tokens.firm_a)), 403, "forbidden")
     assert_error(client.get(url), 401, "unauthorized")
     assert_error(client.get("/v1/policies/no-such-policy/enterprises", headers=bearer(tokens.staff)), 404)
+    # a commitment (supply reliability, task 24) is findable but reaches no firm: said so, not a 404
+    listed = {e["policy_id"]: e for e in client.get("/v1/policies").json()}
+    commitment = next(pid for pid, e in listed.items() if e["kind"] == "commitment")
+    answer = client.get(f"/v1/policies/{commitment}/enterprises", headers=bearer(tokens.staff))
+    assert_error(answer, 409, "not_a_policy")
+    assert "不是企业申请享受的政策" in answer.json()["message"]
     assert_error(client.get(url, params={"size": 0}, headers=bearer(tokens.staff)), 422, field="size")
 
 
