@@ -363,7 +363,7 @@ def _leaf_facts(trace: ClauseTrace) -> list[str]:
         if field.kind.value == "set" and "不含" in trace.text:  # "has none of …": nothing of the firm's to quote
             return []
         if field.kind.value == "bool":  # 属于中小微企业, not 是否中小微企业为是
-            return [("属于" if trace.observed else "不属于") + field.label.removeprefix("是否")]
+            return [field.says(bool(trace.observed))]
         return [f"{field.label}为{trace.observed_text}"]
     return [f for c in trace.children if c.outcome == PASSED for f in _leaf_facts(c)]
 

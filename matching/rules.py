@@ -436,7 +436,7 @@ def describe_leaf(leaf: Leaf) -> str:
     op = leaf.op
     if f.kind is Kind.BOOL:
         positive = (op == "eq") == bool(leaf.value)
-        text = ("属于" if positive else "不属于") + f.label.removeprefix("是否")
+        text = f.says(positive)
     elif op == "eq":
         text = f"{f.label}为{shown[0]}"
     elif op == "ne":

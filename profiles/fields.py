@@ -102,6 +102,16 @@ class Field:
     #: For ordered categories, best first (A级 … D级; 已上市 … 未上市). A failed condition is a gap
     #: to close only if it allows a value better than the firm's current one.
     order: tuple[str, ...] = ()
+    #: For a yes/no field, how a sentence states it (默认 属于…/不属于…: 属于中小微企业).
+    yes: str = ""
+    no: str = ""
+
+    def says(self, value: bool) -> str:
+        """A yes/no field as a statement about the firm: ``已建立工会`` / ``不属于中小微企业``."""
+        stem = self.label.removeprefix("是否")
+        if value:
+            return self.yes or f"属于{stem}"
+        return self.no or f"不属于{stem}"
 
     def value_label(self, value: object) -> str:
         """Chinese rendering of one value of this field, e.g. ``small`` → ``小型``."""
@@ -150,7 +160,7 @@ def _fields() -> dict[str, Field]:
           help="近期平均每月的销售额（增值税申报口径）；单位万元"),
         F("annual_payroll_wan", K.NUMBER, "年工资总额", "万元",
           help="上一年度全部职工工资总额；用于估算工会经费返还等金额，单位万元"),
-        F("has_union", K.BOOL, "是否建立工会", vocabulary=BOOLS,
+        F("has_union", K.BOOL, "是否建立工会", vocabulary=BOOLS, yes="已建立工会", no="未建立工会",
           help="企业是否已建立工会组织（工会经费返还返到企业工会账户，未建工会的企业没有可返还的部分）"),
         F("financing_need_wan", K.NUMBER, "融资需求", "万元",
           help="计划申请的贷款金额；用于估算贴息、担保费减免等金额，单位万元"),

@@ -422,7 +422,7 @@ def _facts(rule: Any, record: dict[str, Any], negated: bool = False) -> list[str
         field = FIELDS[rule.field]
         value = record.get(rule.field)
         if field.kind.value == "bool":
-            return [("属于" if value else "不属于") + field.label.removeprefix("是否")]
+            return [field.says(bool(value))]
         if isinstance(value, list):
             shown = [v for v in value if v in rule.value] if op in ("has_any", "has_all") else []
             if not shown:
