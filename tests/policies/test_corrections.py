@@ -161,7 +161,7 @@ def test_year_targets_are_marked_and_said(catalog: Catalog) -> None:
             assert f"{entry.target_year}年" in entry.summary, entry.id
 
 
-def test_commitments_are_findable_and_never_offered(catalog: Catalog) -> None:
+def test_commitments_and_plan_work_are_never_offered_and_carry_questions(catalog: Catalog) -> None:
     entries = [e for e in catalog.all_entries() if e.kind != "policy"]
     assert entries
     for entry in entries:
