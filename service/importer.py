@@ -74,6 +74,10 @@ def _check_encoding(path: Path) -> None:
     first_bad: int | None = None
     utf8_text = gbk_only = 0
     with path.open("rb") as fh:
+        if fh.read(2) in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):  # Excel's "Unicode text"
+            raise ValueError("文件编码不是UTF-8：文件以UTF-16字节序标记开头（UTF-16编码）。请另存为“CSV UTF-8（逗号分隔）”"
+                             "或转换为UTF-8编码后再导入；本次未导入任何行")
+        fh.seek(0)
         for number, raw in enumerate(fh, start=1):
             if raw.isascii():
                 continue

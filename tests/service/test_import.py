@@ -331,6 +331,12 @@ def test_a_gbk_file_is_refused_as_a_whole_naming_the_encoding(state: ServiceStat
         message = str(caught.value)
         assert "UTF-8" in message and "GBK" in message and "未导入任何行" in message, message
         assert not stored(state.engine, codes)
+    utf16 = tmp_path / "utf16.csv"
+    utf16.write_bytes(text.encode("utf-16"))  # with its byte order mark
+    with pytest.raises(ValueError, match="UTF-16") as caught:
+        import_file(state.engine, utf16)
+    assert "未导入任何行" in str(caught.value)
+    assert not stored(state.engine, codes)
 
 
 def test_a_broken_jsonl_line_is_one_rejected_line(state: ServiceState, tmp_path: Path) -> None:
