@@ -165,7 +165,7 @@ def _margin(score: np.ndarray) -> np.ndarray:
     return score - others
 
 
-def features(dense: np.ndarray, lexical: np.ndarray, passage: np.ndarray, offtopic: np.ndarray) -> np.ndarray:
+def features(dense: np.ndarray, lexical: np.ndarray, passage: np.ndarray, offtopic: np.ndarray | float) -> np.ndarray:
     """The calibration features (last axis, :data:`FEATURES` order) from raw scores over entries
     (…, n) and the off-topic similarity of each text (…)."""
     off = np.broadcast_to(np.asarray(offtopic, dtype=float)[..., None], dense.shape)

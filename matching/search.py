@@ -46,7 +46,7 @@ def fallback(matcher: Matcher, *, no_match: bool, closest: list[tuple[Policy, fl
     channels = [{"name": c["name"], "also": c["also"],
                  "policy_id": c["entry"] if c["entry"] and c["entry"] in matcher.catalog else None}
                 for c in CHANNELS]
-    names = "或".join(c["name"] + (f"（{c['also']}）" if c["also"] else "") for c in channels)
+    names = "或".join(f"{c['name']}（{c['also']}）" if c["also"] else str(c["name"]) for c in channels)
     department = None
     cal = matcher.retriever.calibration
     if no_match and cal is not None and len(closest) >= 2:

@@ -32,8 +32,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from matching.relevance import dense_passage
-from matching.search import search as search_answer
 from matching.rules import ELIGIBLE, UNKNOWN, RuleEngine
+from matching.search import search as search_answer
 from policies.formula import FormulaError, parse_formula
 from policies.rules import RuleError, parse_rule
 from policies.schema import BENEFIT_TYPES, CATEGORIES, Policy

@@ -159,10 +159,11 @@ def evaluate_profiles(matcher: Matcher, naive: PolicyRetriever,
         per_case = []
         for c in cases:
             package = [e["policy_id"] for e in variant.match(derive(parse_profile(c.profile), c.as_of))["package"]]
-            parts: list[tuple[Sequence[object], set[object]]] = [(package, {p for p in c.must_include if p in policies})]
-            others = {p for p in c.must_include if p not in policies}
+            mine: set[object] = {p for p in c.must_include if p in policies}
+            parts: list[tuple[Sequence[object], set[object]]] = [(package, mine)]
+            others: set[object] = {p for p in c.must_include if p not in policies}
             if others:
-                found = [pid for pid, _ in matcher.retriever.rank(c.profile.get("needs", ""), mode=mode)]
+                found: list[object] = [pid for pid, _ in matcher.retriever.rank(c.profile.get("needs", ""), mode=mode)]
                 parts.append((found, others))
             per_case.append(_combined([(r, t) for r, t in parts if t]))
         out[mode] = {k: round(mean(m[k] for m in per_case), 4) for k in ("recall@5", "mrr", "ndcg@5")}

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import pytest
 
+from matching.columns import ProfileBatch
 from matching.evaluation.run import (
     entry_labels,
     load_fresh,
@@ -26,7 +27,6 @@ from matching.evaluation.run import (
     load_queries,
     run,
 )
-from matching.columns import ProfileBatch
 from matching.package import Matcher
 from matching.rules import ELIGIBLE
 from policies.loader import Catalog
