@@ -141,7 +141,7 @@ def test_search_json_shape_and_ranking() -> None:
 def test_human_report_is_chinese() -> None:
     result = runner.invoke(app, ["match", "--profile", str(SAMPLES[0]), "--as-of", "2024-06-01"])
     assert result.exit_code == 0
-    assert "可享受政策" in result.stdout and "小微企业工会经费全额返还" in result.stdout
+    assert "政策套餐" in result.stdout and "小微企业工会经费全额返还" in result.stdout
 
 
 def test_installed_console_script_exit_code(tmp_path: Path) -> None:
