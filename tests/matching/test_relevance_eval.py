@@ -11,7 +11,7 @@ questions refused and ≤ 2 % of in-scope ones. Measured on 2026-11-30 they are 
 ranking, missed narrowly on ``queries`` Recall@5 (0.948) and on ``profiles`` (0.929, after catalog
 reclassifications outside this module), and missed on abstention (88.6 % / 3.9 %; fresh set 80.7 % / 6.7 %).
 The profile cases depend on the package's composition rules (which procedures the firm's words call for):
-0.988 / 0.927 at commit 4d18396, 0.881 / 0.865 with that logic being reworked in the working tree at 13:40.
+0.988 / 0.927 at commit 4d18396, 0.881 / 0.865 with that logic being reworked in the working tree at 13:30.
 The guards below hold the measured level so that a regression fails; they are not the issue's bars.
 """
 
