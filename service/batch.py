@@ -243,11 +243,14 @@ class Prepared:
 def prepare(engine: Engine, settings: Settings, as_of: dt.date) -> Prepared:
     """The published catalog (YAML synced first), its batch scorer and the relevance channels."""
     with Session(engine) as session:
-        store.sync_catalog_files(session, policies=_catalog_files(settings.catalog_dir))
+        # every entry kind, as the service syncs them: commitments and plan work are stored beside the
+        # policies (findable), and the batch must live with that database whoever synced it first
+        store.sync_catalog_files(session, policies=_catalog_files(settings.catalog_dir).all_entries())
         session.commit()
         catalog = published_catalog(session, settings)
-        benefits = {(r.policy_id, r.version): benefit_digest(Policy.model_validate(r.data))
-                    for r in session.exec(select(PolicyVersion))}
+        stored = ((r, Policy.model_validate(r.data)) for r in session.exec(select(PolicyVersion)))
+        # only policies have a benefit to compare: a commitment or plan work is never offered
+        benefits = {(r.policy_id, r.version): benefit_digest(p) for r, p in stored if p.offered}
     matcher = _matcher(catalog, settings.embedding_model, settings.data_dir)
     active = ",".join(p.id for p in catalog if p.is_active(as_of))
     key = hashlib.sha256(f"{catalog.fingerprint}|{matcher.model_id}|{active}".encode()).hexdigest()
