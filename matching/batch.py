@@ -72,7 +72,7 @@ class TextSignals:
 
     relevance: np.ndarray  # float64 [t, m] fused relevance in [0, 1]
     trigger_hits: np.ndarray  # bool [t, m] a trigger word of the policy occurs in the firm's needs
-    semantic: np.ndarray  # bool [t, m] among the top-k relevant to the needs, above the floor
+    semantic: np.ndarray  # bool [t, m] among the top-k for the needs, calibrated score at the search floor or above
 
     def take(self, rows: np.ndarray) -> TextSignals:
         return TextSignals(self.relevance[rows], self.trigger_hits[rows], self.semantic[rows])
@@ -105,13 +105,17 @@ def text_signals(keys: Sequence[str], retriever: PolicyRetriever, policies: Sequ
     for row, (key, text) in enumerate(zip(keys, texts, strict=True)):
         if not text:
             continue
-        rel = retriever.scores(text).channel(ranking.channel, rows)  # scaled over these policies
+        scores = retriever.scores(text)
+        rel = scores.channel(ranking.channel, rows)  # scaled over these policies
         relevance[row] = rel
         if key.startswith(NEEDS_PREFIX):
             hits[row] = [any(t in text for t in p.triggers) for p in policies]
-            order = np.argsort(-rel, kind="stable")[: ranking.semantic_trigger_top_k]
-            top = order[rel[order] >= ranking.semantic_trigger_min]
-            semantic[row, top] = True
+            if retriever.calibration is not None:  # the needs mean a policy: its absolute score reaches the
+                # search floor (as Matcher.words does for the needs: see RankingConfig.word_floor)
+                absolute = scores.calibrated[rows]
+                order = np.argsort(-absolute, kind="stable")[: ranking.semantic_trigger_top_k]
+                floor = ranking.word_floor * retriever.calibration.floor
+                semantic[row, order[absolute[order] >= floor]] = True
     return TextSignals(relevance, hits, semantic)
 
 

@@ -61,7 +61,8 @@ class OfferingTable:
     per_category: int
     situations: tuple[Occasion, ...]
     lines: tuple[Occasion, ...]
-    when: dict[str, str]
+    when: dict[str, str]  # category -> occasion
+    entries: dict[str, str]  # policy id -> its own occasion, where the category's would be wrong
     _claims: dict[tuple[Any, ...], tuple[tuple[Occasion, ...], tuple[Occasion, ...]]] = field(
         default_factory=dict, compare=False, repr=False)
 
@@ -73,6 +74,10 @@ class OfferingTable:
             hit = self._claims[key] = (tuple(s for s in self.situations if s.matches(policy)),
                                        tuple(o for o in self.lines if o.matches(policy)))
         return hit
+
+    def when_for(self, policy: Policy) -> str:
+        """The one-line occasion in which this procedure helps: its own, else its category's."""
+        return self.entries.get(policy.id) or self.when[policy.category]
 
     def rank(self, category: str) -> int:
         order = list(self.when)
@@ -96,7 +101,8 @@ def table() -> OfferingTable:
                          f"{sorted(set(CATEGORIES) ^ set(when))}")
     return OfferingTable(int(raw["limit"]), int(raw["per_category"]),
                          tuple(_occasion(s, "why") for s in raw["situations"]),
-                         tuple(_occasion(s, "reason") for s in raw["lines"]), when)
+                         tuple(_occasion(s, "reason") for s in raw["lines"]), when,
+                         {str(k): str(v) for k, v in (raw.get("entries") or {}).items()})
 
 
 def proactive(policy: Policy) -> bool:
@@ -140,28 +146,32 @@ def aimed_entity_type(policy: Policy, record: dict[str, Any]) -> bool:
                for leaf in leaves(policy.rule))
 
 
-def on_request(candidates: list[tuple[Policy, float]], record: dict[str, Any], *, said: str | None,
-               about: set[str]) -> list[dict[str, Any]]:
+def on_request(candidates: list[tuple[Policy, float]], record: dict[str, Any], *, about: dict[str, str],
+               asked: set[str] | None) -> list[dict[str, Any]]:
     """The eligible procedures not offered, as a short list a person can read: ``candidates`` are
-    (policy, relevance of the firm's words); returns entries with ``reason``, best first, at most ``limit``.
+    (policy, calibrated score of the firm's words); returns entries with ``reason``, best first, at most
+    ``limit`` (a maximum, not a target).
 
-    Order: those the firm's words are about (``about``: ids the matcher found near its words), those its line
-    of business makes likely (``lines``, in the table's order), those aimed at its entity type, then
-    procedures any firm may need (commoner occasions first); beyond the firm's words at most
-    ``per_category`` per category. A policy that a ``lines`` entry or an
-    ``only`` situation claims is listed only when that entry fits the firm (or its words ask for it).
+    Order: those the firm's words are about (``about``: policy id -> the phrase of the firm's that is about
+    it), those its line of business makes likely (``lines``, in the table's order), those aimed at its entity
+    type, then procedures any firm may need (commoner occasions first); beyond the firm's words at most
+    ``per_category`` per category. A policy that a ``lines`` entry or an ``only`` situation claims is listed
+    only when that entry fits the firm (or its words are about it). ``asked``: the categories the firm's words
+    point to; when given, procedures "any firm may need" are listed only in those categories (a shop that
+    says it is closing is not offered recruitment or new utility connections to fill the list).
+    Each reason ends with the procedure's own occasion (``entries``), else its category's (``when``).
     """
     t = table()
     ranked: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
     per_category: dict[str, int] = {}
     t_category = {policy.id: policy.category for policy, _ in candidates}
     for policy, relevance in sorted(candidates, key=lambda c: (t.rank(c[0].category), c[0].id)):
-        when = t.when[policy.category]
+        when = t.when_for(policy)
         situations, lines = t.claims(policy)
         claims = [*lines, *(s for s in situations if s.only)]
         fitting = next((o for o in claims if o.fits(record)), None)
-        if said and policy.id in about:
-            tier, sub, reason = 0, 0, f"与您提到的“{short(said)}”有关，{when}"
+        if policy.id in about:
+            tier, sub, reason = 0, 0, f"与您提到的“{short(about[policy.id])}”有关，{when}"
         elif fitting is not None:
             tier, sub, reason = 1, t.lines.index(fitting) if fitting in t.lines else 0, f"{fitting.render(record)}，{when}"
         elif claims:
@@ -169,6 +179,8 @@ def on_request(candidates: list[tuple[Policy, float]], record: dict[str, Any], *
         elif aimed_entity_type(policy, record):
             kind = FIELDS["entity_type"].value_label(record["entity_type"])
             tier, sub, reason = 2, 0, f"贵企业为{kind}，{when}"
+        elif asked is not None and policy.category not in asked:
+            continue  # the firm's words point elsewhere: no padding with what any firm might need some day
         else:
             tier, sub, reason = 3, 0, f"各类市场主体均可办理，{when}"
         key = (tier, -round(relevance, 6) if tier == 0 else 0.0, sub, t.rank(policy.category), policy.id)

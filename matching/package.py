@@ -54,15 +54,17 @@ class RankingConfig(BaseModel):
     specificity_saturation: int = Field(4, ge=1, description="leaf count at which specificity reaches 1")
     value_scale_wan: float = Field(10.0, gt=0, description="estimated value (万元/年) that earns the full value signal")
     semantic_trigger_top_k: int = Field(
-        5, ge=0, description="an on-request policy also counts as triggered when it is among the k policies "
-        "most relevant to the firm's words (callers say 销掉 or 挪到外地, not 注销 or 迁移)")
-    semantic_trigger_min: float = Field(0.5, ge=0, le=1, description="…and its fused relevance is at least this")
+        5, ge=0, description="an on-request policy also counts as triggered when the firm's words mean it (callers "
+        "say 销掉 or 挪到外地, not 注销 or 迁移): its calibrated score for one of the firm's phrases reaches the "
+        "search floor and it is among the k best policies for that phrase")
+    word_floor: float = Field(
+        1.0, gt=0, le=1, description="the firm's words call a policy (a semantic trigger, an on-request entry "
+        "about them) when its calibrated score for one of their phrases is at least this share of the search "
+        "floor (1: exactly what search would answer; words search answers with no_match call nothing)")
     on_request_top_k: int = Field(
-        10, ge=0, description="an on-request procedure is listed first, as being about the firm's words, when it "
-        "is among the k policies most relevant to them …")
-    on_request_relative: float = Field(
-        0.75, ge=0, le=1, description="… and its relevance is at least this fraction of the best policy's (scores "
-        "are compared within one text, so the floor is relative)")
+        10, ge=0, description="an on-request procedure is listed first, as being about the firm's words, when its "
+        "calibrated score for one of the firm's phrases reaches the search floor and it is among the k best "
+        "policies for that phrase")
     channel: Mode = Field("hybrid", description="relevance channel used (dense-only and lexical-only exist "
                           "for the evaluation's comparison rows)")
 
@@ -185,11 +187,14 @@ class Matcher:
         relevance_text = context or " ".join(filter(None, [portrait.profile.business_scope, *portrait.tags]))
         relevance = (self.retriever.scores(relevance_text).channel(self.ranking.channel, self.policy_rows)
                      if relevance_text else np.zeros(len(self.engine.compiled)))
-        semantic = self._semantic_triggers(relevance) if context else set()
+        words = self.words(portrait.profile.needs, query)
+        semantic = words.called(self.ranking.semantic_trigger_top_k)
         package: list[dict[str, Any]] = []
         possible: list[dict[str, Any]] = []
         near: list[dict[str, Any]] = []
         candidates: list[tuple[Policy, float]] = []  # eligible, not called for: on request at most
+        said_ids: list[str] = []  # policies the firm's words call for, whatever their status
+        about = words.called(self.ranking.on_request_top_k)
         for i, comp in enumerate(self.engine.compiled):
             policy = comp.policy
             if not result.active[i] or not policy.offered:
@@ -200,18 +205,20 @@ class Matcher:
             # trigger), the firm's words name it, or the firm is in a situation it serves (破产, 外贸 …)
             standing = offering.proactive(policy) and policy.delivery == "proactive"
             said = bool(hits) or policy.id in semantic
+            if said:
+                said_ids.append(policy.id)
             occasion = None if standing or said else offering.situation(policy, record)
             called = standing or said or occasion is not None
             if status == ELIGIBLE:
                 if not called:
-                    candidates.append((policy, float(relevance[i])))
+                    candidates.append((policy, float(words.score[i])))
                     continue
                 traces = [trace_rule(c, result.cache, 0, record) for c in comp.clauses]
                 entry = self._entry(policy, traces, record, hits, float(relevance[i]))
                 if occasion is not None:
                     entry["why_you"] = f"{occasion.render(record)}；{entry['why_you']}"
                 elif not standing and not hits:  # called by the meaning of the firm's words, not a trigger word
-                    entry["why_you"] = f"与您提到的“{offering.short(context)}”相关；{entry['why_you']}"
+                    entry["why_you"] = f"与您提到的“{offering.short(semantic[policy.id])}”相关；{entry['why_you']}"
                 entry.update(_review(policy, as_of))
                 package.append(entry)
             elif not called:
@@ -234,8 +241,8 @@ class Matcher:
         near.sort(key=_near_order)
         on_request = [
             {**_source(self.catalog[e["policy_id"]]), **e, **_review(self.catalog[e["policy_id"]], as_of)}
-            for e in offering.on_request(candidates, record, said=context or None,
-                                         about=self._about_words(relevance) if context else set())]
+            for e in offering.on_request(candidates, record, about=about,
+                                         asked={self.catalog[pid].category for pid in [*said_ids, *about]} or None)]
         return {
             "enterprise": portrait.to_json(),
             "package": package,
@@ -248,19 +255,18 @@ class Matcher:
             "model_id": self.model_id,
         }
 
-    def _about_words(self, relevance: np.ndarray) -> set[str]:
-        """Policies the firm's words are about: among the top k, near the best one."""
-        cfg = self.ranking
-        if not len(relevance):
-            return set()
-        order = np.argsort(-relevance, kind="stable")[: cfg.on_request_top_k]
-        floor = cfg.on_request_relative * float(relevance[order[0]])
-        return {self.engine.compiled[i].id for i in order if relevance[i] >= floor and relevance[i] > 0}
-
-    def _semantic_triggers(self, relevance: np.ndarray) -> set[str]:
-        cfg = self.ranking
-        order = np.argsort(-relevance, kind="stable")[: cfg.semantic_trigger_top_k]
-        return {self.engine.compiled[i].id for i in order if relevance[i] >= cfg.semantic_trigger_min}
+    def words(self, needs: str | None, query: str | None) -> Words:
+        """What the firm's own words are about, on the calibrated score search uses: absolute, so words about
+        nothing in the catalog (我想移民加拿大) call nothing. Its stated needs and the operator's query are
+        scored apart (an off-topic query does not dilute on-topic needs; the batch scores the needs alone)."""
+        phrases = list(dict.fromkeys(p for text in (needs, query) for p in phrases_of(text)))
+        m = len(self.engine.compiled)
+        cal = self.retriever.calibration
+        if not phrases or cal is None:
+            return Words(phrases, np.zeros((0, m)), np.zeros(m), 1.0, [c.id for c in self.engine.compiled])
+        per = np.stack([self.retriever.scores(p).calibrated[self.policy_rows] for p in phrases])
+        return Words(phrases, per, per.max(axis=0), self.ranking.word_floor * cal.floor,
+                     [c.id for c in self.engine.compiled])
 
     def _entry(self, policy: Policy, traces: Sequence[ClauseTrace], record: dict[str, Any],
                hits: list[str], relevance: float) -> dict[str, Any]:
@@ -300,6 +306,40 @@ class Matcher:
         from matching.search import search
 
         return list(search(self, text, top=top, as_of=as_of)["results"])
+
+
+def phrases_of(text: str | None) -> list[str]:
+    """The text as one phrase (whitespace normalised), or none. Each text is scored whole: scored clause by
+    clause, a fragment out of its context (国外客户催得紧, 哪里有好的辅导班) often looks like a confident
+    match for something unrelated under the calibrated score (measured 2026-11-30 on the evaluation profiles:
+    dozens of such hits, against one more must-include procedure reached)."""
+    text = " ".join((text or "").split())
+    return [text] if text else []
+
+
+@dataclass(frozen=True)
+class Words:
+    """The calibrated score of each of the firm's phrases for each policy (engine order)."""
+
+    phrases: list[str]
+    per_phrase: np.ndarray  # [phrases, policies] calibrated probability
+    score: np.ndarray  # [policies] best over the phrases (0 without words)
+    floor: float  # RankingConfig.word_floor x the search floor: below it a phrase is about nothing
+    ids: list[str]
+
+    def called(self, top_k: int) -> dict[str, str]:
+        """Policy id -> the phrase that calls it: the phrase scores it at or above the floor and it is among
+        that phrase's ``top_k`` best policies (ties by engine order: deterministic)."""
+        out: dict[str, tuple[float, str]] = {}
+        for phrase, row in zip(self.phrases, self.per_phrase, strict=True):
+            order = np.argsort(-row, kind="stable")[:top_k]
+            for i in order:
+                if row[i] < self.floor:
+                    break
+                best = out.get(self.ids[i])
+                if best is None or row[i] > best[0]:
+                    out[self.ids[i]] = (float(row[i]), phrase)
+        return {pid: phrase for pid, (_, phrase) in out.items()}
 
 
 def _source(policy: Policy) -> dict[str, Any]:
