@@ -13,7 +13,7 @@ closeness) and returns them as ``{field, label, observed, needed}``.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,8 @@ class GapTable:
     plausible: dict[str, Rule]  # field -> rule
     qualifications: dict[str, Rule]  # qualification -> rule
     limit: int
+    detour: dict[str, Rule] = field(default_factory=dict)  # qualification -> rule when offered as a detour
+    policies: dict[str, Rule] = field(default_factory=dict)  # policy id -> when its near miss is shown at all
 
 
 @cache
@@ -59,10 +61,12 @@ def table() -> GapTable:
         movable[name] = Movable(spec["how"], close.get("factor"), close.get("step"), tuple(spec.get("order") or ()))
     plausible = {k: parse_rule(v, f"plausible.{k}") for k, v in raw["plausible"].items() if k != "qualifications"}
     quals = {k: parse_rule(v, f"plausible.qualifications.{k}") for k, v in raw["plausible"]["qualifications"].items()}
-    for q in quals:
+    detour = {k: parse_rule(v, f"detour.{k}") for k, v in (raw.get("detour") or {}).items()}
+    policies = {k: parse_rule(v, f"policies.{k}") for k, v in (raw.get("policies") or {}).items()}
+    for q in [*quals, *detour]:
         if q not in FIELDS["qualifications"].vocabulary:
-            raise ValueError(f"{DATA.name}: plausible.qualifications.{q}: unknown qualification")
-    return GapTable(movable, plausible, quals, int(raw["limit"]))
+            raise ValueError(f"{DATA.name}: qualification {q}: unknown qualification")
+    return GapTable(movable, plausible, quals, int(raw["limit"]), detour, policies)
 
 
 def order_of(field: str) -> tuple[str, ...]:
@@ -95,12 +99,40 @@ def statically_closable(leaf: Leaf, negated: bool = False) -> bool:
     return kind is Kind.SET and op == "has_none"  # resolve
 
 
-def plausible(field: str, record: dict[str, Any], qualification: str | None = None) -> bool:
+def plausible(field: str, record: dict[str, Any], qualification: str | None = None, *,
+              detour: bool = False) -> bool:
+    """Whether suggesting this field (or this qualification) makes sense for the firm; ``detour``: the
+    qualification is offered because another branch of the condition fails on a fixed field (then its
+    ``detour`` rule must hold too)."""
     t = table()
     rule = t.qualifications.get(qualification) if qualification else t.plausible.get(field)
     if qualification and rule is None:
         return False  # a qualification without an entry is never suggested
+    if rule is not None and evaluate(rule, record) is not True:
+        return False
+    extra = t.detour.get(qualification) if detour and qualification else None
+    return extra is None or evaluate(extra, record) is True
+
+
+def policy_plausible(policy_id: str, record: dict[str, Any]) -> bool:
+    """A near miss of this policy is worth showing to this firm at all (``policies`` in the table)."""
+    rule = table().policies.get(policy_id)
     return rule is None or evaluate(rule, record) is True
+
+
+def fails_on_fixed(rule: Rule, record: dict[str, Any], negated: bool = False) -> bool:
+    """This failing condition fails because of a field the firm cannot move (size, industry, entity type,
+    region, age …): no action of the firm's makes it hold."""
+    truth = evaluate(rule, record)
+    if truth is None or (not truth) == negated:  # unknown, or it holds
+        return False
+    if isinstance(rule, Leaf):
+        return rule.field not in table().movable
+    if isinstance(rule, Not):
+        return fails_on_fixed(rule.child, record, not negated)
+    if isinstance(rule, All) != negated:  # it fails when one part fails: a fixed failing part suffices
+        return any(fails_on_fixed(c, record, negated) for c in rule.children)
+    return all(fails_on_fixed(c, record, negated) for c in rule.children)
 
 
 def _labels(field: str, items: Any) -> str:
@@ -112,7 +144,7 @@ def _allowed(leaf: Leaf, op: str) -> list[str]:
     return [v for v in vocabulary(leaf.field) if (v in wanted) == (op in ("eq", "in"))]
 
 
-def leaf_gap(leaf: Leaf, negated: bool, record: dict[str, Any]) -> dict[str, Any] | None:
+def leaf_gap(leaf: Leaf, negated: bool, record: dict[str, Any], detour: bool = False) -> dict[str, Any] | None:
     """The gap ``{field, label, observed, needed}`` when this failed comparison is one the firm can close."""
     field, op = leaf.field, effective_op(leaf, negated)
     observed = record.get(field)
@@ -145,7 +177,7 @@ def leaf_gap(leaf: Leaf, negated: bool, record: dict[str, Any]) -> dict[str, Any
     elif m.how == "acquire":
         held = set(observed)
         missing = [q for q in leaf.value if q not in held]
-        fits = [q for q in missing if plausible(field, record, q)]
+        fits = [q for q in missing if plausible(field, record, q, detour=detour)]
         if not fits or (op == "has_all" and len(fits) < len(missing)):
             return None
         needed = ("、".join if op == "has_all" else "或".join)(f.value_label(q) for q in fits)
@@ -158,9 +190,14 @@ def leaf_gap(leaf: Leaf, negated: bool, record: dict[str, Any]) -> dict[str, Any
     return {"field": field, "label": f.label, "observed": shown, "needed": needed}
 
 
-def clause_gaps(rule: Rule, record: dict[str, Any], negated: bool = False) -> list[dict[str, Any]] | None:
+def clause_gaps(rule: Rule, record: dict[str, Any], negated: bool = False,
+                detour: bool = False) -> list[dict[str, Any]] | None:
     """What the firm would have to change so that ``rule`` holds: [] when it holds already, None when it
-    cannot be closed (a fixed field, a decrease, an implausible qualification, too far, or unknown)."""
+    cannot be closed (a fixed field, a decrease, an implausible qualification, too far, or unknown).
+
+    Where one branch of a "one of" condition fails on a fixed field (a micro firm and 中小型 + 科技型), the
+    qualification of another branch is a detour around the firm's real blocker: it is offered only when its
+    ``detour`` rule holds as well (``detour`` carries that down)."""
     truth = evaluate(rule, record)
     if truth is not None and negated:
         truth = not truth
@@ -169,12 +206,15 @@ def clause_gaps(rule: Rule, record: dict[str, Any], negated: bool = False) -> li
     if truth is None:
         return None
     if isinstance(rule, Leaf):
-        gap = leaf_gap(rule, negated, record)
+        gap = leaf_gap(rule, negated, record, detour)
         return [gap] if gap else None
     if isinstance(rule, Not):
-        return clause_gaps(rule.child, record, not negated)
-    parts = [clause_gaps(child, record, negated) for child in rule.children]
-    if isinstance(rule, All) != negated:  # every part must hold
+        return clause_gaps(rule.child, record, not negated, detour)
+    either = isinstance(rule, All) == negated  # one part suffices
+    if either and any(fails_on_fixed(child, record, negated) for child in rule.children):
+        detour = True
+    parts = [clause_gaps(child, record, negated, detour) for child in rule.children]
+    if not either:  # every part must hold
         if any(p is None for p in parts):
             return None
         return [g for p in parts if p for g in p]

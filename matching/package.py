@@ -370,7 +370,7 @@ def _near_miss(policy: Policy, clauses: Sequence[Any], cache: Any, record: dict[
     (``matching.gaps``: never size, industry, entity type, region or age, never a decrease, a
     qualification only where the profile makes it plausible), else None."""
     failing = [c for c in clauses if evaluate(c, record) is False]
-    if len(failing) != 1:
+    if len(failing) != 1 or not gap_table.policy_plausible(policy.id, record):
         return None
     gaps = gap_table.clause_gaps(failing[0], record)
     if not gaps:
