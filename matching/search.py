@@ -11,9 +11,11 @@ console's policy search and the calculator: it returns ``{"results", "no_match",
 - ``fallback``: always present. It names the channels the plan gives every firm (the “一企来”企业服务热线
   with the 综合性企业服务平台 of task 129, and the 12345政务热线 of task 151) and a Chinese sentence an
   operator can read out. On ``no_match`` it also names the department whose remit is closest — the lead
-  department of the best entry below the floor — but only when the runner-up has the same lead
-  department and the best score is at least ``department_ratio`` × floor; otherwise ``department`` is
-  null (no guess passed on as advice). With results, ``department`` is null: each result names its own.
+  department of the best entry below the floor — but only when the runner-up comes from a different task
+  (or measure) of the plan and still has the same lead department, and the best score is at least
+  ``department_ratio`` × floor; otherwise ``department`` is null (no guess passed on as advice). Two
+  entries of one task agreeing are one piece of evidence, not two (稳岗返还怎么领 reached two union-fee
+  entries of the same task, which named 市总工会 wrongly). With results, ``department`` is null: each result names its own.
 """
 
 from __future__ import annotations
@@ -39,6 +41,10 @@ def result(policy: Policy, score: float) -> dict[str, Any]:
             "lead_departments": list(policy.lead_departments)}
 
 
+def _source(policy: Policy) -> tuple[int | None, int | None]:
+    return policy.source.task_no, policy.source.measure_no
+
+
 def fallback(matcher: Matcher, *, no_match: bool, closest: list[tuple[Policy, float]]) -> dict[str, Any]:
     """Where the caller can turn when the results do not answer them (see the module docstring).
 
@@ -51,10 +57,11 @@ def fallback(matcher: Matcher, *, no_match: bool, closest: list[tuple[Policy, fl
     cal = matcher.retriever.calibration
     if no_match and cal is not None and len(closest) >= 2:
         (policy, score), (runner_up, _) = closest[:2]
-        # named only when the two closest entries agree on the department and the best is not far off
-        # (on the training data this names the right department about 6 times in 7; one lead
-        # department alone is right less than half the time, so it is not passed on)
-        if (policy.lead_departments[0] == runner_up.lead_departments[0]
+        # named only when two closest entries from different tasks agree on the department and the best
+        # is not far off (one lead department alone is too often wrong to be passed on as advice)
+        if (policy.lead_departments and runner_up.lead_departments
+                and _source(policy) != _source(runner_up)
+                and policy.lead_departments[0] == runner_up.lead_departments[0]
                 and score >= matcher.retriever.calibration_config.department_ratio * cal.floor):
             department = {"name": policy.lead_departments[0], "basis_policy_id": policy.id,
                           "basis_title": policy.title, "score": round(score, 4)}

@@ -7,11 +7,12 @@ calibration and its floor are fitted on training data only (the catalog's 常见
 ``matching/data/offtopic_train.yaml``).
 
 Issue 10's acceptance bars are Recall@5 ≥ 0.95 and MRR ≥ 0.90 on every in-scope set, ≥ 90 % of off-topic
-questions refused and ≤ 2 % of in-scope ones. Measured on 2026-11-30 they are met on ``plan`` and ``fresh``
-ranking, missed narrowly on ``queries`` Recall@5 (0.948) and on ``profiles`` (0.929, after catalog
-reclassifications outside this module), and missed on abstention (88.6 % / 3.9 %; fresh set 80.7 % / 6.7 %).
-The profile cases depend on the package's composition rules (which procedures the firm's words call for):
-0.988 / 0.927 at commit 4d18396, 0.881 / 0.865 with that logic being reworked in the working tree at 13:30.
+questions refused and ≤ 2 % of in-scope ones. Measured on 2026-11-30 with the gated score (gate × entry
+share, see matching/relevance.py) they are met on ``plan`` and ``fresh`` ranking and on in-scope refusal
+(1.7 %, was 3.9 %), missed narrowly on ``queries`` Recall@5 (0.948) and on off-topic refusal (88.6 %, 31 of
+35, unchanged); on the fresh set 83.9 % / 0.0 % (was 80.7 % / 6.7 %). The profile cases depend on the
+package's composition rules (which procedures the firm's words call for), reworked in the working tree at
+the same time: 0.952 / 0.921 at 13:49 (0.881 / 0.865 at 13:30 with the ungated score).
 The guards below hold the measured level so that a regression fails; they are not the issue's bars.
 """
 
@@ -87,7 +88,8 @@ def test_hybrid_holds_its_level_and_beats_the_naive_search_on_every_set(matcher:
         assert report[part]["hybrid"]["recall@5"] >= 0.95 and report[part]["hybrid"]["mrr"] >= 0.9, part
     abstain, fresh = report["abstention"], report["abstention_fresh"]
     assert abstain["n_off_topic"] >= 30 and abstain["n_in_scope"] >= 150
-    assert abstain["off_topic_refused"] >= 0.85 and abstain["in_scope_refused"] <= 0.05, abstain
-    assert fresh["off_topic_refused"] >= 0.75 and fresh["in_scope_refused"] <= 0.1, fresh
+    assert abstain["off_topic_refused"] >= 0.88 and abstain["in_scope_refused"] <= 0.02, abstain
+    assert fresh["off_topic_refused"] >= 0.8 and fresh["in_scope_refused"] <= 0.04, fresh
     train = report["calibration"]["train"]
-    assert report["calibration"]["fitted"] and train["in_scope_refused_joined"] <= 0.02
+    assert report["calibration"]["fitted"] and report["calibration"]["gate"] is not None
+    assert train["in_scope_refused_joined"] <= 0.02 and train["in_scope_refused_single"] <= 0.03, train

@@ -95,3 +95,32 @@ def test_package_relevance_maps_engine_positions_to_retriever_rows(matcher: Matc
     words = "厂里缺工人，想招人"
     rel = matcher.retriever.scores(words).channel("hybrid", rows)
     assert rel.max() == 1.0  # scaled over the policies, so commitments do not shrink the package ranking
+
+
+def test_a_question_many_entries_answer_is_answered_not_refused(matcher: Matcher) -> None:
+    """Several close entries are evidence for relevance (the gate), not a tie that refuses the caller."""
+    answer = search(matcher, "想贷款", top=10)
+    assert answer["no_match"] is False
+    loans = {"emergency-bridge-fund", "inclusive-loan-small-micro", "ip-pledge-financing-xuzhidai",
+             "manufacturing-loan-support", "union-startup-loan", "financing-platform-sme-matchmaking"}
+    assert len({r["policy_id"] for r in answer["results"]} & loans) >= 2, answer["results"]
+    # a national tax relief this catalog does not hold is refused, though one entry shares its words
+    assert search(matcher, "小规模纳税人增值税减免", top=5)["no_match"] is True
+
+
+def test_a_department_is_named_only_from_two_tasks_agreeing(matcher: Matcher) -> None:
+    from matching.search import fallback
+
+    floor = matcher.retriever.calibration.floor  # type: ignore[union-attr]
+    same_task = [matcher.catalog["customs-two-step-declaration"], matcher.catalog["imported-cotton-inspection-on-request"]]
+    assert same_task[0].source.task_no == same_task[1].source.task_no
+    assert same_task[0].lead_departments[0] == same_task[1].lead_departments[0]
+    close = 0.95 * floor
+    assert fallback(matcher, no_match=True, closest=[(p, close) for p in same_task])["department"] is None
+    entries = [e for e in matcher.catalog.all_entries() if e.lead_departments]
+    two_tasks = next([a, b] for a in entries for b in entries
+                     if a.lead_departments[0] == b.lead_departments[0] and a.source.task_no != b.source.task_no)
+    named = fallback(matcher, no_match=True, closest=[(p, close) for p in two_tasks])["department"]
+    assert named is not None and named["name"] == two_tasks[0].lead_departments[0]
+    far = fallback(matcher, no_match=True, closest=[(p, 0.5 * floor) for p in two_tasks])["department"]
+    assert far is None  # too far below the floor
