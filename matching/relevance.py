@@ -89,8 +89,8 @@ class CalibrationConfig(BaseModel):
         description="when nothing reaches the floor, the best entry's lead department is named as the closest "
         "remit only if its score is at least this share of the floor and the runner-up, from a different task, "
         "has the same lead department (else the fallback names the channels alone). On the training data "
-        "(2026-11-30) the rule names a department for none of the 22 refused in-scope texts and for 2 of the "
-        "261 refused off-topic ones (3 at a share of 0.5)")
+        "(2026-11-30) the rule names a department for 1 of the 22 refused in-scope texts (rightly) and for "
+        "none of the 271 refused off-topic ones (at a share of 0.5: 1 and 2)")
     candidates: int = Field(10, ge=1, description="per training question, the entries ranked this high by the "
                             "fused score enter the fit (the ones a floor has to separate)")
     regularisation_c: float = Field(100.0, gt=0, description="inverse L2 strength of the entry-level logistic fit")
