@@ -83,16 +83,21 @@ QUESTION_HINTS = {
 }
 
 
+def _plain_question(field: str, subject: str) -> str:
+    """A question about one field from its label, for ``subject`` 请问企业 (a caller) or 贵企业 (the firm)."""
+    f = FIELDS[field]
+    if f.kind is Kind.NUMBER:
+        return f"{subject}的{f.label}是多少{f.unit}？"
+    if f.kind is Kind.BOOL:
+        return f"{subject}{f.label}？"
+    return f"{subject}的{f.label}是什么？"
+
+
 def question_for(field: str) -> str:
     """What a hotline operator asks the caller to settle an unknown field."""
     if field in QUESTION_HINTS:
         return "请问" + QUESTION_HINTS[field] + "？"
-    f = FIELDS[field]
-    if f.kind is Kind.NUMBER:
-        return f"请问企业的{f.label}是多少{f.unit}？"
-    if f.kind is Kind.BOOL:
-        return f"请问企业{f.label}？"
-    return f"请问企业的{f.label}是什么？"
+    return _plain_question(field, "请问企业")
 
 
 #: the profile field a question settles, for derived fields (one question about size settles is_sme too)
@@ -123,12 +128,7 @@ def question_for_firm(field: str) -> str:
     """The same question put to the firm itself (the public calculator)."""
     if field in FIRM_QUESTIONS:
         return FIRM_QUESTIONS[field]
-    f = FIELDS[field]
-    if f.kind is Kind.NUMBER:
-        return f"贵企业的{f.label}是多少{f.unit}？"
-    if f.kind is Kind.BOOL:
-        return f"贵企业{f.label}？"
-    return f"贵企业的{f.label}是什么？"
+    return _plain_question(field, "贵企业")
 
 
 def ask_questions(possible: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
