@@ -5,7 +5,7 @@
                               [--endpoints package,match,package-enterprise] [--json]
 
 For each backend the script starts the service itself, exactly as ``policyfit serve --workers 2``
-does (``python -m service.cli serve``: migrate once, then uvicorn ``service.asgi:app`` with 2
+does (``python -m service.cli.main serve``: migrate once, then uvicorn ``service.asgi:app`` with 2
 workers) on a free port of 127.0.0.1, against
 - SQLite: a file in a temporary data dir;
 - PostgreSQL: the machine's server (``--pg-url``, default database ``test`` on 127.0.0.1:5432), in a
@@ -148,7 +148,7 @@ class Server:
 @contextlib.contextmanager
 def postgres_schema(base_url: str) -> Iterator[str]:
     """A fresh schema on the given server; yields the service URL pinned to it; drops it after."""
-    from service.db import postgres_schema as schema_on
+    from service.db.tables import postgres_schema as schema_on
 
     with schema_on(base_url, f"policyfit_bench_{uuid.uuid4().hex[:10]}") as url:
         yield url
@@ -162,8 +162,8 @@ def seed(url: str, data_dir: Path, n: int) -> dict[str, Any]:
     from profiles.model import parse_profile
     from profiles.synth import synthesize
     from service import store
+    from service.bootstrap import ServiceState
     from service.settings import Settings
-    from service.state import ServiceState
 
     t0 = time.perf_counter()
     state = ServiceState.start(Settings(database_url=url, data_dir=data_dir))

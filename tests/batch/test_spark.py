@@ -14,9 +14,9 @@ from sqlmodel import Session, select
 from matching.batch import BatchScorer, _text_keys, score_batch, text_signals
 from matching.package import Matcher
 from profiles.synth import synthesize
-from service.batch import run_batch
-from service.batch_spark import score_parquet, spark_session
-from service.db import MatchSnapshot, PushItem
+from service.batch.run import run_batch
+from service.batch.spark import score_parquet, spark_session
+from service.db.tables import MatchSnapshot, PushItem
 from tests.batch.conftest import AS_OF, expected_items, make_settings, seed
 
 pytestmark = [pytest.mark.xdist_group("spark"), pytest.mark.slow]

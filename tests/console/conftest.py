@@ -20,9 +20,9 @@ import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from service.db import postgres_schema
+from service.bootstrap import ServiceState
+from service.db.tables import postgres_schema
 from service.settings import Settings
-from service.state import ServiceState
 from tests.service import conftest as service_fixtures
 from tests.service.conftest import Tokens, worker_id
 
@@ -87,7 +87,7 @@ def sign_in(c: TestClient, token: str) -> str:
 @pytest.fixture(scope="session")
 def live_server(settings: Settings, state: ServiceState, app: FastAPI, tokens: Tokens) -> Iterator[str]:
     """uvicorn serving a second app over the same state and database, on a free port, in a thread."""
-    from service.api import create_app
+    from service.http.api import create_app
 
     served = create_app(settings, state)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -19,7 +19,7 @@ from sqlmodel import Session
 from profiles.features import derive
 from profiles.model import parse_profile
 from service import store
-from service.state import ServiceState
+from service.bootstrap import ServiceState
 from tests.service.conftest import Population, Tokens, bearer, make_uscc, sample
 
 pytestmark = pytest.mark.xdist_group("browser")

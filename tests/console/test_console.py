@@ -17,10 +17,10 @@ from profiles.features import derive
 from profiles.fields import FIELDS, PROFILE_FIELDS
 from profiles.model import ProfileError, parse_profile
 from service import store
-from service.console import NONE_OPTION, SESSION_COOKIE, ask_list, profile_from_form
-from service.console import router as console_router
-from service.db import ApiToken, AuditLog, Enterprise
-from service.state import ServiceState
+from service.bootstrap import ServiceState
+from service.db.tables import ApiToken, AuditLog, Enterprise
+from service.http.console import NONE_OPTION, SESSION_COOKIE, ask_list, profile_from_form
+from service.http.console import router as console_router
 from tests.console.conftest import csrf_of, sign_in
 from tests.service.conftest import Population, Tokens, bearer, make_uscc, sample
 
@@ -489,7 +489,7 @@ def test_calculator_bad_input_names_the_field_in_chinese(web: TestClient, state:
 
 def test_calculator_is_rate_limited_like_the_match_api(web: TestClient, app: FastAPI, state: ServiceState,
                                                        fresh_limiter: None) -> None:
-    from service.limits import RateLimiter
+    from service.store.limits import RateLimiter
 
     limit = state.settings.anonymous_rate_per_minute
     limiter = RateLimiter(state.engine)  # the count every worker shares, in the database

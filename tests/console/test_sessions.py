@@ -16,10 +16,10 @@ from sqlmodel import Session, select
 from typer.testing import CliRunner
 
 from service import store
-from service.console import SESSION_COOKIE, csrf_for
-from service.db import ConsoleSession, make_engine
+from service.bootstrap import ServiceState
+from service.db.tables import ConsoleSession, make_engine
+from service.http.console import SESSION_COOKIE, csrf_for
 from service.settings import Settings
-from service.state import ServiceState
 from tests.console.conftest import csrf_of, sign_in
 from tests.service.conftest import Population, Tokens, bearer
 
@@ -179,7 +179,7 @@ def test_revoking_a_token_ends_every_session_opened_with_it(app: FastAPI, state:
 
 def test_the_revoke_command_ends_the_sessions(web: TestClient, state: ServiceState, database_url: str,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    from service.cli import app as cli
+    from service.cli.main import app as cli
     from service.settings import get_settings
 
     token, token_id = _staff_token(state, "命令行吊销")
@@ -199,7 +199,7 @@ def test_the_revoke_command_ends_the_sessions(web: TestClient, state: ServiceSta
 
 def test_a_token_that_expires_ends_its_session_even_if_the_row_remains(web: TestClient,
                                                                        state: ServiceState) -> None:
-    from service.db import ApiToken
+    from service.db.tables import ApiToken
 
     token, token_id = _staff_token(state, "令牌到期")
     sign_in(web, token)

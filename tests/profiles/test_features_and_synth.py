@@ -10,7 +10,7 @@ from matching.columns import values
 from profiles.features import age_in_years, derive
 from profiles.model import parse_profile
 from profiles.synth import synthesize
-from service.cli import app
+from service.cli.main import app
 
 AS_OF = dt.date(2024, 6, 1)
 

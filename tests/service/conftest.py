@@ -26,9 +26,9 @@ from profiles.model import parse_profile
 from profiles.synth import synthesize
 from profiles.uscc import ALPHABET, check_character
 from service import store
-from service.db import postgres_schema
+from service.bootstrap import ServiceState
+from service.db.tables import postgres_schema
 from service.settings import Settings
-from service.state import ServiceState
 
 SAMPLES_DIR = Path(__file__).resolve().parents[2] / "profiles" / "samples"
 SAMPLE_FILES = sorted(SAMPLES_DIR.glob("*.json"))
@@ -144,7 +144,7 @@ def tokens(state: ServiceState, population: Population) -> Tokens:
 
 @pytest.fixture(scope="session")
 def app(settings: Settings, state: ServiceState, population: Population) -> FastAPI:
-    from service.api import create_app
+    from service.http.api import create_app
 
     _warm(settings, state)
     return create_app(settings, state)
@@ -184,7 +184,7 @@ def db(state: ServiceState) -> Iterator[Session]:
 @pytest.fixture
 def fresh_limiter(state: ServiceState) -> Iterator[None]:
     """Empty rate-limit counters (shared by every app over this database) before and after the test."""
-    from service.limits import RateLimiter
+    from service.store.limits import RateLimiter
 
     RateLimiter(state.engine).reset()
     yield

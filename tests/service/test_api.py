@@ -12,8 +12,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
-from service.db import AuditLog, Feedback, PolicyVersion
-from service.state import ServiceState
+from service.bootstrap import ServiceState
+from service.db.tables import AuditLog, Feedback, PolicyVersion
 from tests.service.conftest import Population, Tokens, bearer, make_uscc, policy_body, sample
 
 CJK = re.compile(r"[\u4e00-\u9fff]")

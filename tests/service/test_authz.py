@@ -27,9 +27,9 @@ from sqlmodel import Session
 
 from policies.schema import Policy
 from service import store
-from service.api import create_app, require_admin, require_signed_in, require_staff
+from service.bootstrap import ServiceState
+from service.http.api import create_app, require_admin, require_signed_in, require_staff
 from service.settings import Settings
-from service.state import ServiceState
 from tests.service.conftest import Firm, Population, Tokens, bearer, policy_body
 
 #: The only (method, path) pairs an anonymous caller may use.
@@ -103,7 +103,7 @@ def _role(route: Any) -> Role:
 def endpoints(app: FastAPI) -> list[Endpoint]:
     found = []
     for route in _flatten(list(app.routes)):
-        if getattr(getattr(route, "endpoint", None), "__module__", None) == "service.console":
+        if getattr(getattr(route, "endpoint", None), "__module__", None) == "service.http.console":
             continue  # HTML pages signed in by session cookie, not bearer token: tests/console covers them
         for method in sorted((getattr(route, "methods", None) or set()) - {"HEAD", "OPTIONS"}):
             dependant = getattr(route, "dependant", None)

@@ -20,8 +20,8 @@ from sqlmodel import Session
 from profiles.features import derive
 from profiles.model import parse_profile
 from service import store
-from service.api import create_app
-from service.state import PackageCache, ServiceState
+from service.bootstrap import PackageCache, ServiceState
+from service.http.api import create_app
 from tests.service.conftest import Population, Tokens, bearer, make_uscc, sample
 
 

@@ -8,8 +8,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from profiles.model import ProfileError
-from service.importer import check_json_types, import_file
-from service.state import ServiceState
+from service.app.importer import check_json_types, import_file
+from service.bootstrap import ServiceState
 from tests.service.conftest import make_uscc, sample
 from tests.service.test_import import _csv_line, stored, usccs
 

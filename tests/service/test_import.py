@@ -16,9 +16,9 @@ from sqlmodel import Session, select
 from typer.testing import CliRunner
 
 from service import store
-from service.db import Enterprise
-from service.importer import import_file
-from service.state import ServiceState
+from service.app.importer import import_file
+from service.bootstrap import ServiceState
+from service.db.tables import Enterprise
 from tests.service.conftest import Population, make_uscc, sample
 
 COLUMNS = ["uscc", "name", "entity_type", "region", "industry_code", "established_on", "employees",
@@ -203,7 +203,7 @@ def test_refused_files(state: ServiceState, tmp_path: Path) -> None:
 
 def test_cli_import_reports_counts_and_exit_code(state: ServiceState, database_url: str, tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    from service.cli import app
+    from service.cli.main import app
     from service.settings import get_settings
 
     codes = usccs(2)

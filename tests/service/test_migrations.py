@@ -12,9 +12,9 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlmodel import SQLModel
 
-import service.db  # noqa: F401 - registers every table on SQLModel.metadata
-from service.migrate import alembic_config
-from service.state import ServiceState
+import service.db.tables  # noqa: F401 - registers every table on SQLModel.metadata
+from service.bootstrap import ServiceState
+from service.db.migrate import alembic_config
 
 
 def _significant(diff: list[object]) -> list[object]:

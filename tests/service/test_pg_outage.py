@@ -135,8 +135,8 @@ def _seed(url: str, data_dir: Path) -> tuple[list[str], str, str]:
     from profiles.model import parse_profile
     from profiles.synth import synthesize
     from service import store
+    from service.bootstrap import ServiceState
     from service.settings import Settings
-    from service.state import ServiceState
 
     state = ServiceState.start(Settings(database_url=url, data_dir=data_dir))
     try:

@@ -39,9 +39,9 @@ from sqlmodel import Session
 from policies.schema import Policy
 from profiles.uscc import UsccError, normalize_uscc
 from service import store
-from service.api import create_app
+from service.bootstrap import ServiceState
+from service.http.api import create_app
 from service.settings import Settings
-from service.state import ServiceState
 from tests.service.conftest import Population, Tokens, make_uscc, policy_body
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,

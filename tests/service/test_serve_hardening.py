@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 import pytest
 
-from service.db import postgres_schema
+from service.db.tables import postgres_schema
 from tests.service.conftest import sample, worker_id
 
 ROOT = Path(__file__).resolve().parents[2]

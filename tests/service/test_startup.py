@@ -23,10 +23,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from service import store
-from service.db import PolicyVersion, make_engine
-from service.migrate import upgrade
+from service.bootstrap import sync_catalog
+from service.db.migrate import upgrade
+from service.db.tables import PolicyVersion, make_engine
 from service.settings import Settings
-from service.state import sync_catalog
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -32,7 +32,7 @@ import pandas as pd
 from sqlalchemy.engine import Engine
 
 from matching.batch import BatchScorer, TextSignals
-from service.batch import (
+from service.batch.run import (
     Prepared,
     Quarantined,
     TextTable,

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import delete, text
 from sqlalchemy.engine import Engine
 
-from service.db import RateLimitWindow
+from service.db.tables import RateLimitWindow
 
 WINDOW_SECONDS = 60
 SLOT_SECONDS = 10  # the window is counted in slots of this length (60 must be a multiple)

@@ -90,7 +90,7 @@ class ConsoleSession(SQLModel, table=True):
 
 
 class RateLimitWindow(SQLModel, table=True):
-    """Calls counted per (bucket, 10-second slot) for the rate limits every worker shares (``service.limits``).
+    """Calls counted per (bucket, 10-second slot) for the rate limits every worker shares (``service.store.limits``).
     ``window_no`` is the Unix time in whole 10-second slots; slots that left the last minute are deleted."""
 
     __tablename__ = "rate_limit_window"

@@ -20,7 +20,7 @@ from sqlmodel import Session, select
 
 from policies.schema import Policy
 from profiles.model import EnterpriseProfile
-from service.db import (
+from service.db.tables import (
     ApiToken,
     AuditLog,
     CatalogState,

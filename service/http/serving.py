@@ -8,7 +8,7 @@ that timeout added: from the moment a connection opens, and from the first byte 
 request on it, the complete headers must arrive within ``POLICYFIT_HEADER_TIMEOUT_SECONDS`` (10 s by
 default) and stay under ``MAX_HEADER_BYTES``; otherwise the client gets 408 (or 431) and the
 connection is closed. A body that does not arrive within ``POLICYFIT_BODY_TIMEOUT_SECONDS`` after its
-headers is answered 408 by the app (``service.api.BodyLimit``).
+headers is answered 408 by the app (``service.http.api.BodyLimit``).
 """
 
 from __future__ import annotations
@@ -131,7 +131,7 @@ def metrics_directory() -> Iterator[Path]:
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
     """The uvicorn settings ``policyfit serve`` uses (README, "Timeouts and slow clients")."""
     return {
-        "http": "service.serving:SlowClientGuard",
+        "http": "service.http.serving:SlowClientGuard",
         # X-Forwarded-For is judged by the app against POLICYFIT_TRUSTED_PROXIES (none by default);
         # uvicorn's own proxy handling would trust it from 127.0.0.1, so a local client could pose as anyone
         "proxy_headers": False,

@@ -57,7 +57,9 @@ from policies.schema import Policy
 from profiles.fields import FIELDS
 from profiles.model import ProfileError, parse_profile
 from service import store
-from service.db import (
+from service.app.importer import check_json_types
+from service.bootstrap import published_catalog
+from service.db.tables import (
     BatchCursor,
     BatchRun,
     Enterprise,
@@ -67,10 +69,8 @@ from service.db import (
     PushItem,
     utcnow,
 )
-from service.importer import check_json_types
-from service.push import firm_records, item_for_firm, item_text, package_link
+from service.push.delivery import firm_records, item_for_firm, item_text, package_link
 from service.settings import Settings
-from service.state import published_catalog
 
 log = logging.getLogger("policyfit.batch")
 ENGINES = ("local", "spark")
@@ -347,7 +347,7 @@ def run_batch(engine: Engine, settings: Settings, *, as_of: dt.date, engine_kind
         writer.release_held()
         with Progress(todo, say, enabled=progress) as bar:
             if engine_kind == "spark":
-                from service.batch_spark import score_with_spark
+                from service.batch.spark import score_with_spark
 
                 for meta, results, timings, bad in score_with_spark(engine, settings, prep, as_of=as_of,
                                                                     run_id=run_id, workers=workers,
@@ -621,7 +621,7 @@ class ChunkWriter:
                  ) -> Iterator[tuple[str, list[dict[str, Any]]]]:
         """(firm, its message entries best first), firm by firm — one sort, no per-firm frames. Each entry
         says why the firm qualifies with its own values (``records``), how to apply, who leads, the value
-        where known and the source in the plan (``service.push.item_text`` / ``item_for_firm``)."""
+        where known and the source in the plan (``service.push.delivery.item_text`` / ``item_for_firm``)."""
         items = items.sort_values(["uscc", "score", "policy_id"], ascending=[True, False, True])
         current: str | None = None
         entries: list[dict[str, Any]] = []

@@ -1,11 +1,11 @@
-"""Alembic environment: the URL comes from the caller (``service.migrate``), the metadata from sqlmodel."""
+"""Alembic environment: the URL comes from the caller (``service.db.migrate``), the metadata from sqlmodel."""
 
 from __future__ import annotations
 
 from alembic import context
 from sqlmodel import SQLModel
 
-import service.db  # noqa: F401  (registers the tables)
+import service.db.tables  # noqa: F401  (registers the tables)
 
 config = context.config
 target_metadata = SQLModel.metadata
@@ -21,7 +21,7 @@ def run_migrations_offline() -> None:
 def run_migrations_online() -> None:
     connectable = config.attributes.get("connection")
     if connectable is None:
-        from service.db import make_engine
+        from service.db.tables import make_engine
 
         connectable = make_engine(config.get_main_option("sqlalchemy.url"))
         with connectable.connect() as connection:

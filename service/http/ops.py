@@ -24,8 +24,8 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service import limits
 from service.settings import Settings
+from service.store import limits
 
 NO_STORE_PREFIXES = ("/v1/", "/metrics")
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"

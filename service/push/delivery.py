@@ -30,7 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from service.db import Enterprise, Outbox, make_engine, utcnow
+from service.db.tables import Enterprise, Outbox, make_engine, utcnow
 from service.settings import Settings
 
 log = logging.getLogger("policyfit.push")

@@ -1,6 +1,6 @@
 """The HTTP API (FastAPI): app factory, lifespan, routes under /v1, errors as {code, message, field}.
 
-The lifespan builds one :class:`~service.state.ServiceState` (database, embedder, catalog and
+The lifespan builds one :class:`~service.bootstrap.ServiceState` (database, embedder, catalog and
 indexes); routes reach it through dependencies. Domain errors become status codes here only.
 """
 
@@ -41,10 +41,12 @@ from profiles.features import derive
 from profiles.fields import FIELDS
 from profiles.model import EnterpriseProfile, ProfileError, parse_profile
 from profiles.uscc import UsccError, normalize_uscc
-from service import limits, ops, store
-from service.importer import check_json_types
+from service import store
+from service.app.importer import check_json_types
+from service.bootstrap import ServiceState, describe_enterprise, sizes_and_regions
+from service.http import ops
 from service.settings import Settings, get_settings
-from service.state import ServiceState, describe_enterprise, sizes_and_regions
+from service.store import limits
 
 REQUESTS = Counter("policyfit_requests_total", "HTTP requests", ["route", "method", "status"])
 LATENCY = Histogram("policyfit_request_seconds", "HTTP request latency", ["route", "method"],
@@ -970,7 +972,7 @@ def create_app(settings: Settings | None = None, state: ServiceState | None = No
     # /docs is Swagger UI from files inside the installed packages (works without internet)
     ops.mount_docs(app, title="policyfit 惠企政策双向适配")
     app.include_router(v1)
-    from service.console import mount_console  # HTML: staff console and public calculator
+    from service.http.console import mount_console  # HTML: staff console and public calculator
 
     mount_console(app)
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES, body_timeout=settings.body_timeout_seconds)

@@ -55,7 +55,7 @@ def match(
     """为一家企业匹配政策套餐。"""
     from profiles.features import derive
     from profiles.model import ProfileError, parse_profile
-    from service.runtime import get_matcher
+    from service.bootstrap import get_matcher
 
     try:
         raw = json.loads(profile.read_text(encoding="utf-8"))
@@ -63,7 +63,7 @@ def match(
         fail(f"找不到企业画像文件 {profile}")
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         fail(f"企业画像文件不是有效的JSON（{exc}）")
-    from service.importer import check_json_types
+    from service.app.importer import check_json_types
     from service.store import unstorable
 
     problem = unstorable(raw)  # the one screening predicate the API, console and importer use
@@ -81,7 +81,7 @@ def match(
     if as_json:
         _emit(result)
     else:
-        from service.report import render_match
+        from service.cli.report import render_match
 
         typer.echo(render_match(result))
 
@@ -94,7 +94,7 @@ def search(
 ) -> None:
     """按来电人的话检索全计划条目（政策、承诺事项、政府工作），没有对应条目时如实说明并给出求助渠道。"""
     from matching.search import search as search_answer
-    from service.runtime import get_matcher
+    from service.bootstrap import get_matcher
 
     if not text.strip():
         fail("查询内容不能为空")
@@ -119,7 +119,7 @@ def search(
 def evaluate(as_json: JsonFlag = False) -> None:
     """相关性评测：Recall@5、MRR、nDCG@5（词法、向量、混合、原文检索对照）与拒答率。"""
     from matching.evaluation.run import ROWS, run
-    from service.runtime import get_matcher
+    from service.bootstrap import get_matcher
 
     report = run(get_matcher())
     if as_json:
@@ -165,7 +165,7 @@ def policies_coverage(
 ) -> None:
     """生成160项任务与10项举措的覆盖表。"""
     from policies.coverage import COVERAGE_FILE, CoverageError, render_coverage
-    from service.runtime import get_catalog
+    from service.bootstrap import get_catalog
 
     try:
         text = render_coverage(get_catalog())
@@ -221,7 +221,7 @@ def demo_seed(
     from profiles.model import parse_profile
     from profiles.synth import SYNTHETIC_LABEL, synthesize
     from service import store
-    from service.db import ApiToken
+    from service.db.tables import ApiToken
 
     _in_range("--n", n, 1, 2_000_000)
     engine = _engine()
@@ -271,8 +271,8 @@ def demo(
         return
     from profiles.features import derive
     from profiles.model import parse_profile
-    from service.report import render_match
-    from service.runtime import get_catalog, get_matcher
+    from service.bootstrap import get_catalog, get_matcher
+    from service.cli.report import render_match
 
     samples = sorted((Path(__file__).resolve().parent.parent / "profiles" / "samples").glob("*.json"))
     when = _as_of(as_of)
@@ -299,8 +299,8 @@ app.add_typer(db_app, name="db")
 
 
 def _engine():  # type: ignore[no-untyped-def]
-    from service.db import make_engine
-    from service.migrate import upgrade
+    from service.db.migrate import upgrade
+    from service.db.tables import make_engine
     from service.settings import get_settings
 
     engine = make_engine(get_settings().database_url)
@@ -387,7 +387,7 @@ def enterprises_import(
     errors: Annotated[Path | None, typer.Option("--errors", help="被拒行及原因的输出文件")] = None,
 ) -> None:
     """批量导入企业画像：逐行校验，有效行入库，无效行连同原因写入错误文件。"""
-    from service.importer import import_file
+    from service.app.importer import import_file
 
     if not path.exists():
         fail(f"找不到文件 {path}")
@@ -409,7 +409,7 @@ app.add_typer(push_app, name="push")
 
 def _writer_engine():  # type: ignore[no-untyped-def]
     """The schema migrated, then an engine whose SQLite transactions take the write lock up front."""
-    from service.push import writer_engine
+    from service.push.delivery import writer_engine
     from service.settings import get_settings
 
     _engine().dispose()
@@ -425,7 +425,7 @@ def batch_run(
                                                   help="进度条（默认：终端显示进度条，否则输出日志行）")] = None,
 ) -> None:
     """为全部企业评分（跳过画像与政策目录均未变化的企业），写入匹配快照和待推送消息，并打印运行报告。"""
-    from service.batch import ENGINES, BatchError, render_report, run_batch
+    from service.batch.run import ENGINES, BatchError, render_report, run_batch
     from service.settings import get_settings
 
     when = _as_of(as_of)
@@ -450,8 +450,8 @@ def batch_status(
     """列出最近的批处理运行（状态、时间、评分与推送数量）。"""
     from sqlmodel import Session
 
-    from service.batch import STATUS_LABELS, quarantine_lines, recent_runs, render_report
-    from service.db import BatchRun
+    from service.batch.run import STATUS_LABELS, quarantine_lines, recent_runs, render_report
+    from service.db.tables import BatchRun
 
     _in_range("--limit", limit, 1, 1000)
     db = _engine()
@@ -490,7 +490,7 @@ def push_deliver(
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="等待退避与租约，直到没有待投递消息")] = False,
 ) -> None:
     """投递待推送消息：租约认领，幂等键，失败指数退避，多次失败转为死信。"""
-    from service.push import PushConfigError, deliver, make_channel, outbox_counts
+    from service.push.delivery import PushConfigError, deliver, make_channel, outbox_counts
     from service.settings import get_settings
 
     settings = get_settings()
@@ -510,7 +510,7 @@ def push_retry_dead(
     uscc: Annotated[str | None, typer.Option("--uscc", help="只重试这家企业的死信")] = None,
 ) -> None:
     """把死信重新放回待投递队列（尝试次数清零）。"""
-    from service.push import retry_dead
+    from service.push.delivery import retry_dead
 
     code = _uscc_arg(uscc, "--uscc") if uscc is not None else None
     n = retry_dead(_writer_engine(), uscc=code)
@@ -520,7 +520,7 @@ def push_retry_dead(
 @push_app.command("status")
 def push_status() -> None:
     """待推送队列：各状态数量与最近的死信。"""
-    from service.push import dead_letters, outbox_counts
+    from service.push.delivery import dead_letters, outbox_counts
 
     db = _engine()
     counts = outbox_counts(db)
@@ -540,7 +540,7 @@ def _uscc_arg(value: str, name: str = "USCC") -> str:
 
 
 def _opt(uscc: str, opted_out: bool) -> None:
-    from service.push import set_opt_out
+    from service.push.delivery import set_opt_out
 
     code = _uscc_arg(uscc)
     if not set_opt_out(_writer_engine(), uscc=code, opted_out=opted_out):
@@ -571,13 +571,13 @@ def serve(
     _in_range("--workers", workers, 1, 16)
     # first of all: the workers' Prometheus counters go to files in a shared directory (multiprocess
     # mode), which prometheus_client only honours if the variable is set before it is imported
-    from service.serving import metrics_directory, uvicorn_options
+    from service.http.serving import metrics_directory, uvicorn_options
 
     with metrics_directory():
         import uvicorn
 
+        from service.bootstrap import sync_catalog
         from service.settings import get_settings
-        from service.state import sync_catalog
 
         settings = get_settings()
         engine = _engine()  # migrate once, before the workers start

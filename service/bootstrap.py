@@ -9,6 +9,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -23,9 +24,9 @@ from matching.reverse import EnterpriseIndex
 from policies.loader import Catalog, load_catalog
 from policies.schema import Policy
 from service import store
-from service.db import make_engine
-from service.migrate import upgrade
-from service.settings import Settings
+from service.db.migrate import upgrade
+from service.db.tables import make_engine
+from service.settings import Settings, get_settings
 
 
 @dataclass
@@ -241,3 +242,26 @@ def sizes_and_regions(population: Population, rows: np.ndarray) -> dict[str, dic
 
 def describe_enterprise(row: Any) -> dict[str, Any]:
     return {"uscc": row.uscc, "name": row.name, "region": row.region}
+
+
+# --- the command line's catalog, embedder and matcher (from the catalog files), built once per process ---
+
+@lru_cache
+def get_catalog() -> Catalog:
+    return load_catalog(get_settings().catalog_dir)
+
+
+@lru_cache
+def get_embedder() -> Embedder:
+    settings = get_settings()
+    return load_embedder(settings.embedding_model, cache_dir=settings.data_dir / "cache")
+
+
+@lru_cache
+def get_matcher() -> Matcher:
+    settings = get_settings()
+    catalog = get_catalog()
+    # one directory per catalog fingerprint (as the service does): a CLI over edited YAML files and a
+    # service over its database may share a data dir without overwriting each other's index
+    return Matcher.build(catalog, embedder=get_embedder(),
+                         index_dir=settings.data_dir / "indexes" / "files" / catalog.fingerprint[:16])

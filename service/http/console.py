@@ -39,11 +39,12 @@ from matching.search import search as search_entries
 from policies.schema import STRENGTHS
 from profiles.fields import FIELDS, PROFILE_FIELDS, SIZES, Kind
 from profiles.model import EnterpriseProfile, ProfileError, parse_profile
-from service import api, store
-from service.db import Enterprise
-from service.importer import INT_FIELDS
+from service import store
+from service.app.importer import INT_FIELDS
+from service.bootstrap import ServiceState
+from service.db.tables import Enterprise
+from service.http import api
 from service.settings import Settings
-from service.state import ServiceState
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 TEMPLATES = Jinja2Templates(directory=PACKAGE_DIR / "templates")
