@@ -395,7 +395,9 @@ def _trigger_hits(policy: Policy, context: str) -> list[str]:
     return [t for t in policy.triggers if t in context] if context else []
 
 
-def _leaf_facts(trace: ClauseTrace) -> list[str]:
+def leaf_facts(trace: ClauseTrace) -> list[str]:
+    """The firm's own values that make a passed clause hold (e.g. ``企业规模为小型``): the why-line of the
+    package and of a pushed item."""
     if trace.field is not None:
         if trace.outcome != PASSED:
             return []
@@ -405,12 +407,12 @@ def _leaf_facts(trace: ClauseTrace) -> list[str]:
         if field.kind.value == "bool":  # 属于中小微企业, not 是否中小微企业为是
             return [field.says(bool(trace.observed))]
         return [f"{field.label}为{trace.observed_text}"]
-    return [f for c in trace.children if c.outcome == PASSED for f in _leaf_facts(c)]
+    return [f for c in trace.children if c.outcome == PASSED for f in leaf_facts(c)]
 
 
 def _why_you(policy: Policy, traces: Sequence[ClauseTrace], hits: list[str]) -> str:
     """One line in Chinese: which facts about this firm (and which of its words) make it fit."""
-    facts = list(dict.fromkeys(f for t in traces for f in _leaf_facts(t)))
+    facts = list(dict.fromkeys(f for t in traces for f in leaf_facts(t)))
     said = f"您提到“{hits[0]}”，" if hits else ""
     if not facts:
         return f"{said}本政策面向所有市场主体：{benefit_of(policy).description}"
