@@ -8,8 +8,10 @@ import hashlib
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -63,7 +65,7 @@ class ServiceState:
     def start(cls, settings: Settings) -> ServiceState:
         engine = make_engine(settings.database_url)
         upgrade(engine)
-        embedder = load_embedder(settings.embedding_model, cache_dir=settings.data_dir / "cache")
+        embedder = embedder_for(settings.embedding_model, settings.data_dir)
         state = cls(settings, engine, embedder)
         sync_catalog(engine, settings)
         return state
@@ -124,11 +126,7 @@ class ServiceState:
         with self._lock:
             if self._matcher is None or revision != self._revision:
                 catalog = published_catalog(session, self.settings)
-                # one index directory per catalog fingerprint: services over different databases (or
-                # the CLI over the YAML files) may share a data dir without overwriting each other's
-                # index between its index file and its meta file being written
-                index_dir = self.settings.data_dir / "indexes" / "published" / catalog.fingerprint[:16]
-                self._matcher = Matcher.build(catalog, embedder=self.embedder, index_dir=index_dir)
+                self._matcher = matcher_for(catalog, self.embedder, self.settings.data_dir)
                 self._revision = revision
                 self._current = (revision, self._matcher)
         return self._matcher
@@ -206,7 +204,7 @@ def sync_catalog(engine: Engine, settings: Settings, attempts: int = 5) -> int:
     """Load the YAML catalog into the database (``store.sync_catalog_files``), safe when several
     processes start at once on a fresh database: the loser of a race on the same (policy, version)
     gets a unique-key violation, rolls back and syncs again — then finding the winner's rows."""
-    policies = load_catalog(settings.catalog_dir).all_entries()
+    policies = catalog_from_files(settings.catalog_dir).all_entries()
     for attempt in range(1, attempts + 1):
         with Session(engine) as session:
             try:
@@ -224,8 +222,7 @@ def sync_catalog(engine: Engine, settings: Settings, attempts: int = 5) -> int:
 def published_catalog(session: Session, settings: Settings) -> Catalog:
     rows = store.published_versions(session)
     policies = {r.policy_id: Policy.model_validate(r.data) for r in rows}
-    digest = hashlib.sha256("".join(f"{r.policy_id}:{r.version}:{r.content_hash};" for r in rows).encode())
-    return Catalog(entries=policies, fingerprint=digest.hexdigest(), directory=settings.catalog_dir)
+    return Catalog(entries=policies, fingerprint=catalog_fingerprint(policies), directory=settings.catalog_dir)
 
 
 def sizes_and_regions(population: Population, rows: np.ndarray) -> dict[str, dict[str, int]]:
@@ -244,24 +241,76 @@ def describe_enterprise(row: Any) -> dict[str, Any]:
     return {"uscc": row.uscc, "name": row.name, "region": row.region}
 
 
-# --- the command line's catalog, embedder and matcher (from the catalog files), built once per process ---
+# ---- the one way to build a catalog, an embedder and a matcher (CLI, service and batch alike) ------------
 
-@lru_cache
+def catalog_fingerprint(entries: Mapping[str, Policy]) -> str:
+    """The catalog's identity as a function of its content only: every entry's id and canonical JSON.
+
+    The same entries give the same fingerprint whether they were read from the YAML files or from the
+    published rows of a database (file names, comments and key order do not count)."""
+    digest = hashlib.sha256()
+    for policy_id in sorted(entries):
+        digest.update(f"{policy_id}:{store.canonical_hash(entries[policy_id].model_dump(mode='json'))};".encode())
+    return digest.hexdigest()
+
+
+def catalog_version(catalog: Catalog) -> str:
+    """``catalog-<12 hex>``: what the CLI, the API and the batch report for a catalog's content."""
+    return f"catalog-{catalog_fingerprint(catalog.entries)[:12]}"
+
+
+def catalog_from_files(directory: Path) -> Catalog:
+    """The YAML catalog of ``directory``, parsed again only when a file changed (name, size or mtime)."""
+    directory = Path(directory)
+    files = tuple(sorted((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in directory.glob("*.yaml")))
+    return _catalog_from_files(directory.resolve(), files)
+
+
+@lru_cache(maxsize=4)
+def _catalog_from_files(directory: Path, _files: tuple[tuple[str, int, int], ...]) -> Catalog:
+    loaded = load_catalog(directory)
+    return replace(loaded, fingerprint=catalog_fingerprint(loaded.entries))
+
+
+@lru_cache(maxsize=4)
+def embedder_for(spec: str, data_dir: Path) -> Embedder:
+    """The embedder named by ``spec`` (``Settings.embedding_model``), caching vectors under ``data_dir``."""
+    return load_embedder(spec, cache_dir=data_dir / "cache")
+
+
+_MATCHERS: OrderedDict[tuple[str, str, Path], Matcher] = OrderedDict()
+_MATCHERS_LOCK = threading.Lock()
+
+
+def matcher_for(catalog: Catalog, embedder: Embedder, data_dir: Path) -> Matcher:
+    """One matcher per (catalog content, model, data dir) and process.
+
+    Its vector index lives in ``<data_dir>/indexes/<fingerprint>``: one directory per catalog content, so
+    processes over different catalogs may share a data dir without overwriting each other's index."""
+    key = (catalog.fingerprint, embedder.model_id, Path(data_dir))
+    with _MATCHERS_LOCK:
+        found = _MATCHERS.get(key)
+        if found is not None:
+            _MATCHERS.move_to_end(key)
+            return found
+        matcher = Matcher.build(catalog, embedder=embedder,
+                                index_dir=Path(data_dir) / "indexes" / catalog.fingerprint[:16])
+        _MATCHERS[key] = matcher
+        while len(_MATCHERS) > 2:  # the previous catalog's matcher is rarely needed again
+            _MATCHERS.popitem(last=False)
+        return matcher
+
+
+# ---- the command line's catalog, embedder and matcher: from the catalog files of the settings ------------
+
 def get_catalog() -> Catalog:
-    return load_catalog(get_settings().catalog_dir)
+    return catalog_from_files(get_settings().catalog_dir)
 
 
-@lru_cache
 def get_embedder() -> Embedder:
     settings = get_settings()
-    return load_embedder(settings.embedding_model, cache_dir=settings.data_dir / "cache")
+    return embedder_for(settings.embedding_model, settings.data_dir)
 
 
-@lru_cache
 def get_matcher() -> Matcher:
-    settings = get_settings()
-    catalog = get_catalog()
-    # one directory per catalog fingerprint (as the service does): a CLI over edited YAML files and a
-    # service over its database may share a data dir without overwriting each other's index
-    return Matcher.build(catalog, embedder=get_embedder(),
-                         index_dir=settings.data_dir / "indexes" / "files" / catalog.fingerprint[:16])
+    return matcher_for(get_catalog(), get_embedder(), get_settings().data_dir)
