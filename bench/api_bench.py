@@ -5,7 +5,7 @@
                               [--endpoints package,match,package-enterprise] [--json]
 
 For each backend the script starts the service itself, exactly as ``policyfit serve --workers 2``
-does (``python -m service.cli.main serve``: migrate once, then uvicorn ``service.asgi:app`` with 2
+does (``python -m service serve``: migrate once, then uvicorn ``service.asgi:app`` with 2
 workers) on a free port of 127.0.0.1, against
 - SQLite: a file in a temporary data dir;
 - PostgreSQL: the machine's server (``--pg-url``, default database ``test`` on 127.0.0.1:5432), in a
@@ -102,7 +102,7 @@ class Server:
         self.log_path = log
         self._log = log.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port),
+            [sys.executable, "-m", "service", "serve", "--host", "127.0.0.1", "--port", str(self.port),
              "--workers", str(workers)],
             cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
             start_new_session=True)

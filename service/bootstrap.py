@@ -19,12 +19,12 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from matching.columns import ProfileBatch
 from matching.embeddings import Embedder, load_embedder
 from matching.package import Matcher
 from matching.reverse import EnterpriseIndex
 from policies.loader import Catalog, load_catalog
 from policies.schema import Policy
+from profiles.columns import ProfileBatch
 from service import store
 from service.db.migrate import upgrade
 from service.db.tables import make_engine
@@ -63,8 +63,7 @@ class ServiceState:
 
     @classmethod
     def start(cls, settings: Settings) -> ServiceState:
-        engine = make_engine(settings.database_url)
-        upgrade(engine)
+        engine = migrated_engine(settings)
         embedder = embedder_for(settings.embedding_model, settings.data_dir)
         state = cls(settings, engine, embedder)
         sync_catalog(engine, settings)
@@ -200,6 +199,13 @@ class PackageCache:
         return value
 
 
+def migrated_engine(settings: Settings | None = None) -> Engine:
+    """An engine on the settings' database, its schema migrated to the newest revision (Alembic)."""
+    engine = make_engine((settings or get_settings()).database_url)
+    upgrade(engine)
+    return engine
+
+
 def sync_catalog(engine: Engine, settings: Settings, attempts: int = 5) -> int:
     """Load the YAML catalog into the database (``store.sync_catalog_files``), safe when several
     processes start at once on a fresh database: the loser of a race on the same (policy, version)
@@ -226,12 +232,12 @@ def published_catalog(session: Session, settings: Settings) -> Catalog:
 
 
 def sizes_and_regions(population: Population, rows: np.ndarray) -> dict[str, dict[str, int]]:
-    from matching.columns import values
+    from profiles.columns import code_table
 
     out: dict[str, dict[str, int]] = {}
     for field_name in ("region", "size"):
         codes = population.batch.columns[field_name][rows]
-        names = ["未知", *values(field_name)]
+        names = code_table(field_name, unknown="未知")
         counts = np.bincount(codes.astype(np.int64) + 1, minlength=len(names))
         out[field_name] = {names[i]: int(c) for i, c in enumerate(counts) if c}
     return out

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -94,12 +95,12 @@ class Settings(BaseSettings):
         return self
 
     @property
-    def trusted_networks(self) -> tuple[Any, ...]:
+    def trusted_networks(self) -> tuple[Network, ...]:
         """``trusted_proxies`` parsed (IPv4/IPv6 networks)."""
         return _networks(self.trusted_proxies, "POLICYFIT_TRUSTED_PROXIES")
 
     @property
-    def metrics_networks(self) -> tuple[Any, ...]:
+    def metrics_networks(self) -> tuple[Network, ...]:
         return _networks(self.metrics_allow, "POLICYFIT_METRICS_ALLOW")
 
     def model_post_init(self, _context: object) -> None:
@@ -108,10 +109,24 @@ class Settings(BaseSettings):
 
 
 @lru_cache(maxsize=64)
-def _networks(text: str, setting: str) -> tuple[Any, ...]:
-    from service.store.limits import parse_networks
-
+def _networks(text: str, setting: str) -> tuple[Network, ...]:
     return parse_networks(text, setting=setting)
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(text: str, *, setting: str) -> tuple[Network, ...]:
+    """``"10.0.0.1, 192.168.0.0/16, ::1"`` → networks; a wrong entry raises ValueError naming it."""
+    nets = []
+    for item in (p.strip() for p in text.replace(";", ",").split(",")):
+        if not item:
+            continue
+        try:
+            nets.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ValueError(f"{setting}：“{item}”不是有效的IP地址或网段（如 10.0.0.1 或 10.0.0.0/8）") from None
+    return tuple(nets)
 
 
 @lru_cache

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, func, or_, update
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from policies.schema import Policy
 from profiles.model import EnterpriseProfile
@@ -344,6 +344,11 @@ def purge_console_sessions(session: Session, *, idle: dt.timedelta, lifetime: dt
 
 def list_tokens(session: Session) -> Sequence[ApiToken]:
     return session.exec(select(ApiToken).order_by(ApiToken.id)).all()
+
+
+def has_token_labelled(session: Session, *, prefix: str) -> bool:
+    """Whether any token's label starts with ``prefix`` (e.g. the demo tokens, created once)."""
+    return session.exec(select(ApiToken).where(col(ApiToken.label).startswith(prefix))).first() is not None
 
 
 def audit(session: Session, *, principal: Principal, uscc: str | None, route: str, method: str) -> None:

@@ -28,26 +28,11 @@ from sqlalchemy import delete, text
 from sqlalchemy.engine import Engine
 
 from service.db.tables import RateLimitWindow
+from service.settings import Network
 
 WINDOW_SECONDS = 60
 SLOT_SECONDS = 10  # the window is counted in slots of this length (60 must be a multiple)
 SLOTS = WINDOW_SECONDS // SLOT_SECONDS
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-def parse_networks(text: str, *, setting: str) -> tuple[Network, ...]:
-    """``"10.0.0.1, 192.168.0.0/16, ::1"`` → networks; a wrong entry raises ValueError naming it."""
-    nets = []
-    for item in (p.strip() for p in text.replace(";", ",").split(",")):
-        if not item:
-            continue
-        try:
-            nets.append(ipaddress.ip_network(item, strict=False))
-        except ValueError:
-            raise ValueError(f"{setting}：“{item}”不是有效的IP地址或网段（如 10.0.0.1 或 10.0.0.0/8）") from None
-    return tuple(nets)
-
 
 def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:

@@ -179,7 +179,7 @@ def test_revoking_a_token_ends_every_session_opened_with_it(app: FastAPI, state:
 
 def test_the_revoke_command_ends_the_sessions(web: TestClient, state: ServiceState, database_url: str,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    from service.cli.main import app as cli
+    from service.main import app as cli
     from service.settings import get_settings
 
     token, token_id = _staff_token(state, "命令行吊销")

@@ -13,7 +13,7 @@ from matching.relevance import FEATURES, PolicyRetriever, offtopic_training_ques
 from matching.search import NO_MATCH_TEXT, search
 from policies.loader import Catalog
 from policies.plan import tasks
-from service.cli.main import app
+from service.main import app
 
 RESULT_KEYS = {"kind", "policy_id", "source_task", "source_measure", "title", "score", "lead_departments"}
 runner = CliRunner()

@@ -12,7 +12,7 @@ import pytest
 from pydantic import BaseModel, ConfigDict
 from typer.testing import CliRunner
 
-from service.cli.main import app
+from service.main import app
 
 SAMPLES = sorted((Path(__file__).resolve().parents[2] / "profiles" / "samples").glob("*.json"))
 runner = CliRunner()

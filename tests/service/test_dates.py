@@ -171,7 +171,7 @@ def test_console_form_refuses(value: str) -> None:
 # ---- CLI ---------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("value", ["2100-01-01", "9999-12-31", "2024-06-01T00:00:00"])
 def test_cli_match_refuses(tmp_path: Path, value: str) -> None:
-    from service.cli.main import app
+    from service.main import app
 
     path = tmp_path / "firm.json"
     path.write_text(json.dumps(sample(0) | {"established_on": value}, ensure_ascii=False), encoding="utf-8")
@@ -181,7 +181,7 @@ def test_cli_match_refuses(tmp_path: Path, value: str) -> None:
 
 
 def test_cli_match_judges_by_as_of(tmp_path: Path) -> None:
-    from service.cli.main import app
+    from service.main import app
 
     path = tmp_path / "firm.json"
     path.write_text(json.dumps(sample(0) | {"established_on": "2024-06-01"}, ensure_ascii=False), encoding="utf-8")
@@ -194,7 +194,7 @@ def test_cli_match_judges_by_as_of(tmp_path: Path) -> None:
 
 def test_cli_import_refuses_a_firm_founded_in_9999(state: ServiceState, database_url: str, tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    from service.cli.main import app
+    from service.main import app
     from service.settings import get_settings
 
     uscc = make_uscc(uuid.uuid4().int % 31**9, prefix="91320305")

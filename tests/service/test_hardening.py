@@ -29,8 +29,8 @@ from service import store
 from service.bootstrap import ServiceState
 from service.db.tables import Feedback
 from service.http.api import create_app
-from service.settings import Settings
-from service.store.limits import RateLimiter, client_address, parse_networks
+from service.settings import Settings, parse_networks
+from service.store.limits import RateLimiter, client_address
 from tests.service.conftest import Population, Tokens, bearer, policy_body, sample
 from tests.service.test_authz import ENDPOINTS, Endpoint, Target, build_request
 
@@ -166,7 +166,7 @@ def test_a_postgres_text_column_never_sees_a_nul(client: TestClient, state: Serv
 def test_cli_match_refuses_nul_and_lone_surrogates(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from service.cli.main import app
+    from service.main import app
 
     for bad, words in (("\x00", "空字符"), ("\ud800", "Unicode")):
         path = tmp_path / "profile.json"
@@ -447,7 +447,7 @@ def test_cli_token_label_refuses_a_lone_surrogate(tmp_path: Path, monkeypatch: p
     """argv bytes that are not UTF-8 reach Python as lone surrogates; they never become a stored label."""
     from typer.testing import CliRunner
 
-    from service.cli.main import app
+    from service.main import app
     from service.settings import get_settings
 
     monkeypatch.setenv("POLICYFIT_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")

@@ -203,7 +203,7 @@ def test_refused_files(state: ServiceState, tmp_path: Path) -> None:
 
 def test_cli_import_reports_counts_and_exit_code(state: ServiceState, database_url: str, tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    from service.cli.main import app
+    from service.main import app
     from service.settings import get_settings
 
     codes = usccs(2)

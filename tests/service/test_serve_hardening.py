@@ -89,7 +89,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
                "POLICYFIT_BODY_TIMEOUT_SECONDS": str(BODY_TIMEOUT)}
         log_path = tmp / "serve.log"
         log = log_path.open("wb")
-        proc = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port), "--workers", "2"],
+        proc = subprocess.Popen([sys.executable, "-m", "service", "serve", "--port", str(port), "--workers", "2"],
                                 cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             srv = Server(f"http://127.0.0.1:{port}", port, metrics_dir, log_path)

@@ -72,7 +72,7 @@ def test_serve_with_two_workers_starts_on_a_fresh_database(tmp_path: Path) -> No
     port = _free_port()
     env = {**os.environ, "POLICYFIT_DATABASE_URL": f"sqlite:///{tmp_path / 'fresh.db'}"}
     log = (tmp_path / "serve.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port), "--workers", "2"],
+    proc = subprocess.Popen([sys.executable, "-m", "service", "serve", "--port", str(port), "--workers", "2"],
                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 240
