@@ -53,6 +53,18 @@ def test_the_sets_are_large_hard_and_labelled_against_the_catalog(catalog: Catal
     from matching.relevance import offtopic_training_questions
 
     assert not set(offtopic_training_questions()) & {q.text for q in [*offtopic, *fresh_off]}  # held out
+    # the development sets (matching/data/dev_*.yaml, used for design decisions) share no text with the
+    # evaluation sets, nor with the training negatives
+    import yaml
+
+    from matching.relevance import OFFTOPIC_TRAIN
+
+    data = OFFTOPIC_TRAIN.parent
+    dev_in = [q["query"] for q in yaml.safe_load((data / "dev_inscope.yaml").read_text(encoding="utf-8"))]
+    dev_off = yaml.safe_load((data / "dev_offtopic.yaml").read_text(encoding="utf-8"))
+    assert len(dev_in) >= 50 and len(dev_off) >= 40
+    assert not set(dev_in + dev_off) & set(texts)
+    assert not set(dev_in + dev_off) & set(offtopic_training_questions())
 
 
 def test_must_include_policies_are_eligible_for_their_profiles(matcher: Matcher) -> None:
