@@ -158,7 +158,7 @@ def evaluate_profiles(matcher: Matcher, naive: PolicyRetriever,
         variant = replace(matcher, ranking=matcher.ranking.model_copy(update={"channel": mode}))
         per_case = []
         for c in cases:
-            package = [e["policy_id"] for e in variant.match(derive(parse_profile(c.profile), c.as_of))["package"]]
+            package = [e.policy_id for e in variant.match(derive(parse_profile(c.profile), c.as_of)).package]
             mine: set[object] = {p for p in c.must_include if p in policies}
             parts: list[tuple[Sequence[object], set[object]]] = [(package, mine)]
             others: set[object] = {p for p in c.must_include if p not in policies}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from matching.results import MatchResult
 from profiles.fields import SIZES
 
 PLAN_TASKS = "《徐州市2023年优化营商环境重点任务》"
@@ -37,7 +38,8 @@ def _item_lines(i: int, item: dict[str, Any]) -> list[str]:
     return lines
 
 
-def render_match(result: dict[str, Any]) -> str:
+def render_match(match: MatchResult) -> str:
+    result = match.model_dump(mode="json")
     ent = result["enterprise"]
     size = SIZES.get(ent.get("size") or "", "未知")
     lines = [

@@ -30,7 +30,7 @@ SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[Healt
 
 def _answer(matcher: Matcher, row: int, query: str | None, as_of: dt.date = AS_OF) -> tuple[dict[str, Any], Any]:
     portrait = derive(parse_profile(POP.record(row)), as_of)
-    return matcher.match(portrait, query=query), portrait
+    return matcher.match(portrait, query=query).model_dump(mode="json"), portrait
 
 
 @SETTINGS
@@ -73,7 +73,7 @@ def test_unasked_the_package_holds_entitlements_and_selective_programmes_and_sit
                                                                                          row: int) -> None:
     record = {k: v for k, v in POP.record(row).items() if k not in ("needs",)}
     portrait = derive(parse_profile(record), AS_OF)
-    out = matcher.match(portrait)
+    out = matcher.match(portrait).model_dump(mode="json")
     for entry in out["package"]:
         policy = matcher.catalog[entry["policy_id"]]
         if entry["strength"] in ("entitlement", "selective") and policy.delivery == "proactive":
@@ -118,7 +118,7 @@ RESTAURANT = {"uscc": "92320303MA1N5RT4C2", "name": "示例小饭馆", "entity_t
 
 
 def test_a_three_person_restaurant_gets_a_short_list_that_fits_it(matcher: Matcher) -> None:
-    out = matcher.match(derive(parse_profile(RESTAURANT), AS_OF))
+    out = matcher.match(derive(parse_profile(RESTAURANT), AS_OF)).model_dump(mode="json")
     listed = {e["policy_id"]: matcher.catalog[e["policy_id"]] for e in out["available_on_request"]}
     assert 0 < len(listed) <= 12
     for policy in listed.values():
@@ -134,7 +134,7 @@ def test_a_three_person_restaurant_gets_a_short_list_that_fits_it(matcher: Match
 def test_a_construction_firm_is_told_why_construction_approvals_are_listed(matcher: Matcher) -> None:
     firm = RESTAURANT | {"uscc": "91320382MA21KQ5W7R", "entity_type": "enterprise", "industry_code": "E4710",
                          "employees": 180, "annual_revenue_wan": 9800, "total_assets_wan": 7200}
-    out = matcher.match(derive(parse_profile(firm), AS_OF))
+    out = matcher.match(derive(parse_profile(firm), AS_OF)).model_dump(mode="json")
     construction = [e for e in out["available_on_request"]
                     if matcher.catalog[e["policy_id"]].category == "construction"]
     assert construction and all(e["reason"].startswith("贵企业属于建筑业") for e in construction)

@@ -32,7 +32,7 @@ def _asked(out: dict[str, Any]) -> list[str]:
 def test_a_young_micro_startup_is_not_asked_to_become_specialized(matcher: Matcher) -> None:
     raw = json.loads((SAMPLES / "02-micro-software-startup.json").read_text(encoding="utf-8"))
     today = dt.date(2026, 11, 30)
-    out = matcher.match(derive(parse_profile(raw, as_of=today), today))
+    out = matcher.match(derive(parse_profile(raw, as_of=today), today)).model_dump(mode="json")
     assert not any(word in text for text in _asked(out) for word in SPECIALIZED), _asked(out)
 
 
@@ -76,7 +76,7 @@ def test_ip_pledge_gaps_only_for_a_firm_with_research(matcher: Matcher) -> None:
 def test_specialized_gaps_only_for_firms_old_enough_with_evidence(matcher: Matcher, row: int,
                                                                   query: str | None) -> None:
     portrait = derive(parse_profile(POP.record(row)), AS_OF)
-    out = matcher.match(portrait, query=query)
+    out = matcher.match(portrait, query=query).model_dump(mode="json")
     rec = portrait.record
     for text in _asked(out):
         if "专精特新" in text:

@@ -27,7 +27,7 @@ GENERIC = "各类市场主体均可办理"
 
 def _sample(matcher: Matcher, path: Path, query: str | None) -> dict[str, Any]:
     raw = json.loads(path.read_text(encoding="utf-8"))
-    return matcher.match(derive(parse_profile(raw, as_of=AS_OF), AS_OF), query=query)
+    return matcher.match(derive(parse_profile(raw, as_of=AS_OF), AS_OF), query=query).model_dump(mode="json")
 
 
 def _said(answer: dict[str, Any]) -> list[str]:

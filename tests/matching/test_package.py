@@ -22,7 +22,7 @@ BASE: dict[str, Any] = {
 
 def _match(matcher: Matcher, query: str | None = None, **patch: Any) -> dict[str, Any]:
     profile = parse_profile({**BASE, **patch})
-    return matcher.match(derive(profile, AS_OF), query=query)
+    return matcher.match(derive(profile, AS_OF), query=query).model_dump(mode="json")
 
 
 def _ids(entries: list[dict[str, Any]]) -> set[str]:
@@ -109,7 +109,7 @@ def test_reasons_name_the_fields_and_values_that_decided(matcher: Matcher) -> No
 
 def test_value_is_null_when_its_input_is_unknown(matcher: Matcher) -> None:
     profile = {k: v for k, v in BASE.items() if k != "annual_payroll_wan"} | {"has_union": True}
-    out = matcher.match(derive(parse_profile(profile), AS_OF))
+    out = matcher.match(derive(parse_profile(profile), AS_OF)).model_dump(mode="json")
     entry = next(e for e in out["package"] if e["policy_id"] == "union-fee-refund-small-micro")
     assert entry["estimated_value_wan"] is None and entry["value_assumption"] is None
 

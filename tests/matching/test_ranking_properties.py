@@ -23,7 +23,7 @@ NEEDS = ["", "想贷款", "准备注销", "被拖欠货款", "工会经费", "�
 def test_package_invariants(matcher: Matcher, row: int, query: str, top: int) -> None:
     as_of = dt.date(2024, 6, 1)
     portrait = derive(parse_profile(POP.record(row)), as_of)
-    full = matcher.match(portrait, query=query or None)
+    full = matcher.match(portrait, query=query or None).model_dump(mode="json")
     ids = [e["policy_id"] for e in full["package"]]
     assert len(ids) == len(set(ids))
     for entry in full["package"]:
@@ -31,12 +31,12 @@ def test_package_invariants(matcher: Matcher, row: int, query: str, top: int) ->
         assert reference.outcome(policy.rule, portrait.record) == "eligible" and policy.is_active(as_of)
     scores = [e["score"] for e in full["package"]]
     assert scores == sorted(scores, reverse=True)
-    again = matcher.match(portrait, query=query or None)  # deterministic: the same answer twice
+    again = matcher.match(portrait, query=query or None).model_dump(mode="json")  # deterministic: the same answer twice
     assert [(e["policy_id"], e["score"]) for e in again["package"]] == [(e["policy_id"], e["score"])
                                                                         for e in full["package"]]
     assert again["available_on_request"] == full["available_on_request"]
     assert again["near_misses"] == full["near_misses"] and again["questions"] == full["questions"]
-    cut = matcher.match(portrait, query=query or None, top=top)
+    cut = matcher.match(portrait, query=query or None, top=top).model_dump(mode="json")
     assert [e["policy_id"] for e in cut["package"]] == ids[:top]
     others = {e["policy_id"] for e in full["possibly_eligible"]} | {e["policy_id"] for e in full["near_misses"]}
     assert not others & set(ids)

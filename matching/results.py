@@ -1,0 +1,139 @@
+"""The typed answer of :meth:`matching.package.Matcher.match` (SPEC §2.3): one contract for the engine,
+the JSON API (these models are its response schemas), the console and ``policyfit match --json``.
+
+Field order is the order of the JSON every client has read so far: ``result.model_dump(mode="json")``
+is that document key for key. Unknown keys are refused (``extra="forbid"``): a new key in the answer is a
+change of contract and is added here, where the API schema comes from.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Result(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Sourced(_Result):
+    policy_id: str
+    source_task: int | None = Field(description="《徐州市2023年优化营商环境重点任务》 task number")
+    source_measure: int | None = Field(description="《徐州市2023年优化营商环境十项举措》 measure number")
+
+
+class ScoreParts(_Result):
+    relevance: float
+    trigger: float
+    specificity: float
+    value: float
+
+
+class PackageEntry(_Sourced):
+    """An eligible policy the firm's situation or words call for, with its explanation."""
+
+    title: str
+    category: str
+    strength: str | None = Field(description="entitlement | selective | procedure | channel")
+    strength_label: str | None
+    score: float
+    reasons: list[str]
+    estimated_value_wan: float | None
+    how_to_apply: str
+    why_you: str
+    category_label: str
+    benefit: str
+    value_assumption: str | None
+    exclusive_group: str | None
+    lead_departments: list[str]
+    matched_triggers: list[str]
+    score_parts: ScoreParts
+    clauses: list[dict[str, Any]] = Field(description="the rule's clause trace (clause, outcome, field, observed, "
+                                                      "threshold, note or children)")
+    needs_review: bool
+    review_note: str | None
+    counted_in_total: bool
+    exclusive_with: list[str]
+
+
+class PossiblyEligible(_Sourced):
+    """A policy whose rule is undecided: the fields it needs are unknown."""
+
+    missing: list[str]
+    title: str
+    questions: list[str]
+    benefit: str
+    strength: str | None
+    strength_label: str | None
+    needs_review: bool
+    review_note: str | None
+
+
+class Gap(_Result):
+    field: str
+    label: str
+    observed: str
+    needed: str
+
+
+class NearMiss(_Sourced):
+    """A policy that fails on one clause the firm can act on."""
+
+    title: str
+    unmet: list[str]
+    gaps: list[Gap]
+    benefit: str
+    strength: str | None
+    strength_label: str | None
+    estimated_value_wan: float | None
+    needs_review: bool
+    review_note: str | None
+
+
+class OnRequest(_Sourced):
+    """A procedure or channel the firm may use when the occasion comes (依申请)."""
+
+    title: str
+    reason: str
+    triggers: list[str]
+    needs_review: bool
+    review_note: str | None
+
+
+class Question(_Result):
+    """One question that settles possibly-eligible policies, phrased for staff and for the firm."""
+
+    field: str
+    label: str
+    ask_staff: str
+    ask_firm: str
+    settles: list[str]
+
+
+class CategorySummary(_Result):
+    category: str
+    label: str
+    policies: list[str]
+    estimated_value_wan: float
+
+
+class Summary(_Result):
+    policies: int
+    # an empty package sums to the integer 0: kept as written (int | float, never coerced)
+    estimated_value_wan: int | float
+    by_category: list[CategorySummary]
+
+
+class MatchResult(_Result):
+    """The package of one enterprise (SPEC §2.3)."""
+
+    enterprise: dict[str, Any] = Field(description="the profile with its derived fields (portrait)")
+    package: list[PackageEntry]
+    possibly_eligible: list[PossiblyEligible]
+    near_misses: list[NearMiss]
+    available_on_request: list[OnRequest]
+    questions: list[Question]
+    summary: Summary
+    catalog_version: str
+    model_id: str | None
