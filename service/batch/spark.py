@@ -31,21 +31,16 @@ from typing import Any
 import pandas as pd
 from sqlalchemy.engine import Engine
 
-from matching.batch import BatchScorer, TextSignals
-from service.batch.run import (
-    Prepared,
-    Quarantined,
-    TextTable,
-    _encode_chunk,
-    _without,
-    iter_candidates,
-    no_results,
-    score_isolating,
-    spark_result_schema,
-)
+from matching.batch import BatchScorer, TextSignals, result_schema
+from service.batch.candidates import Prepared, iter_candidates
+from service.batch.scoring import Quarantined, TextTable, encode_chunk, no_results, score_isolating, without
 from service.settings import Settings
 
 QUARANTINED = -1  # status of a result row that stands for a row the scorer failed on (reason in policy_id)
+
+
+def spark_result_schema() -> str:
+    return ", ".join(f"{k} {v}" for k, v in {**result_schema(), "chunk": "int"}.items())
 
 
 def spark_session(workers: int) -> Any:
@@ -106,7 +101,7 @@ def score_with_spark(engine: Engine, settings: Settings, prep: Prepared, *, as_o
     quarantined: list[Quarantined] = []  # per chunk, found while exporting
     try:
         for k, raw in enumerate(iter_candidates(engine, prep.catalog_key, as_of, chunk)):
-            frame, meta, bad = _encode_chunk(raw, prep, as_of)
+            frame, meta, bad = encode_chunk(raw, prep, as_of)
             quarantined.append(bad)
             frame["text_row"] = texts.rows_for(frame.pop("text_key").to_numpy())
             frame["chunk"] = k
@@ -141,5 +136,5 @@ def score_with_spark(engine: Engine, settings: Settings, prep: Prepared, *, as_o
                   zip(results.loc[lost, "uscc"], results.loc[lost, "policy_id"], strict=True)]
         results = results[~lost].reset_index(drop=True)
         timings = {"load": load, "rules": scoring} if k == 0 else {}  # Spark's time counts as rules + ranking
-        yield _without(meta, failed), results, timings, quarantined[k] + failed
+        yield without(meta, failed), results, timings, quarantined[k] + failed
     shutil.rmtree(run_dir, ignore_errors=True)

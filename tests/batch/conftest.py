@@ -22,12 +22,12 @@ from sqlmodel import Session
 
 from profiles.model import parse_profile
 from profiles.synth import synthesize
-from service import store
-from service.batch.run import Prepared, prepare
+from service.batch.candidates import Prepared, prepare
 from service.db.migrate import upgrade
 from service.db.tables import postgres_schema
 from service.push.delivery import writer_engine
 from service.settings import Settings
+from service.store.enterprises import upsert_enterprise
 
 AS_OF = dt.date(2024, 6, 1)
 
@@ -64,7 +64,7 @@ def seed(engine: Engine, n: int, seed: int = 7) -> list[dict[str, Any]]:
     records = list(synthesize(n, seed).records())
     with Session(engine) as session:
         for record in records:
-            store.upsert_enterprise(session, profile=parse_profile(record))
+            upsert_enterprise(session, profile=parse_profile(record))
         session.commit()
     return records
 
@@ -75,7 +75,8 @@ def expected_items(engine: Engine, settings: Settings, as_of: dt.date = AS_OF) -
     import numpy as np
     import sqlalchemy as sa
 
-    from matching.batch import IN_PACKAGE, encode_profiles, score_batch, text_signals
+    from matching.batch import IN_PACKAGE, score_batch, text_signals
+    from profiles.columns import encode_profiles
     from service.db.tables import Enterprise
 
     prep: Prepared = prepare(engine, settings, as_of)

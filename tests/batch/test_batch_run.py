@@ -11,8 +11,8 @@ from sqlmodel import Session, select
 
 from policies.schema import Policy
 from profiles.model import parse_profile
-from service import store
-from service.batch.run import render_report, run_batch
+from service.batch.report import render_report
+from service.batch.run import run_batch
 from service.db.tables import (
     BatchCursor,
     BatchRun,
@@ -22,7 +22,9 @@ from service.db.tables import (
     PolicyVersion,
     PushItem,
 )
-from service.push.delivery import set_opt_out
+from service.push.outbox import set_opt_out
+from service.store.catalog import add_draft, published_versions, set_status
+from service.store.enterprises import upsert_enterprise
 from tests.batch.conftest import AS_OF, expected_items, make_settings, seed
 
 POLICY = "sci-tech-innovation-voucher"  # offered to a fraction of the population, not to everyone
@@ -41,16 +43,16 @@ def _messages(engine: Engine) -> list[Outbox]:
 def _publish_new_version(engine: Engine, policy_id: str, *, benefit_text: str | None = None,
                          title: str | None = None) -> int:
     with Session(engine) as session:
-        current = next(r for r in store.published_versions(session) if r.policy_id == policy_id)
+        current = next(r for r in published_versions(session) if r.policy_id == policy_id)
         policy = Policy.model_validate(current.data)
         update: dict[str, object] = {}
         if benefit_text is not None:
             update["benefit"] = policy.benefit.model_copy(update={"description": benefit_text})
         if title is not None:
             update["title"] = title
-        row = store.add_draft(session, policy=policy.model_copy(update=update), author="test")
+        row = add_draft(session, policy=policy.model_copy(update=update), author="test")
         session.commit()
-        store.set_status(session, row=row, status="published")
+        set_status(session, row=row, status="published")
         session.commit()
         return row.version
 
@@ -128,7 +130,7 @@ def test_changed_profile_is_the_only_one_rescored(engine: Engine, database_url: 
     run_batch(engine, settings, as_of=AS_OF, echo=lambda _: None)
     changed = dict(records[10], qualifications=["high_tech", "tech_sme"], patents=12)
     with Session(engine) as session:
-        _, did = store.upsert_enterprise(session, profile=parse_profile(changed))
+        _, did = upsert_enterprise(session, profile=parse_profile(changed))
         session.commit()
     assert did
     run = run_batch(engine, settings, as_of=AS_OF, echo=lambda _: None)

@@ -25,7 +25,7 @@ from sqlmodel import Session, select
 
 from service.batch.run import run_batch
 from service.db.tables import BatchCursor, BatchRun, Outbox, PushItem
-from service.push.delivery import set_opt_out
+from service.push.outbox import set_opt_out
 from tests.batch.conftest import AS_OF, Receiver, expected_items, make_settings, seed
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,7 +40,7 @@ def _env(database_url: str, **extra: str) -> dict[str, str]:
 
 
 def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "service.cli", *args]
+    return [sys.executable, "-m", "service", *args]
 
 
 def _run_and_kill(cmd: list[str], env: dict[str, str], *, started: threading.Event | None, marker: str | None,

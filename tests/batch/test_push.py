@@ -13,17 +13,8 @@ from sqlmodel import Session, select
 
 from service.batch.run import run_batch
 from service.db.tables import Outbox
-from service.push.delivery import (
-    FileChannel,
-    PushConfigError,
-    WebhookChannel,
-    backoff,
-    deliver,
-    make_channel,
-    outbox_counts,
-    retry_dead,
-    writer_engine,
-)
+from service.push.channels import FileChannel, PushConfigError, WebhookChannel, make_channel
+from service.push.delivery import backoff, deliver, outbox_counts, retry_dead, writer_engine
 from tests.batch.conftest import AS_OF, Receiver, expected_items, make_settings, seed
 
 

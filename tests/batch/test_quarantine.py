@@ -26,11 +26,13 @@ from typer.testing import CliRunner
 
 from profiles.model import parse_profile
 from profiles.synth import synthesize
-from service import store
-from service.batch.run import bulk_insert, render_report, run_batch
+from service.batch.report import render_report
+from service.batch.run import run_batch
+from service.db.bulk import bulk_insert
 from service.db.migrate import upgrade
 from service.db.tables import BatchCursor, Enterprise, MatchSnapshot, Outbox, PushItem, postgres_schema
 from service.push.delivery import writer_engine
+from service.store.values import canonical_hash
 from tests.batch.conftest import AS_OF, make_settings
 
 N = 20_000
@@ -89,7 +91,7 @@ def _store_clean(engine: Engine, records: list[dict[str, Any]]) -> None:
         bulk_insert(conn, Enterprise.__table__, {  # type: ignore[attr-defined]
             "uscc": [d["uscc"] for d in stated], "name": [d["name"] for d in stated],
             "region": [d.get("region") for d in stated], "profile": stated,
-            "content_hash": [store.canonical_hash(d) for d in stated]},
+            "content_hash": [canonical_hash(d) for d in stated]},
             {"opted_out": False, "created_at": now, "updated_at": now})
 
 
@@ -181,21 +183,21 @@ def test_poison_rows_are_quarantined_and_everyone_else_is_scored_as_in_a_clean_r
         assert third.report["enterprises"]["quarantined"] == len(poison_at) - 1
 
         # batch status: the overview names the quarantined rows, --run lists every one, --json carries them
-        from service.cli.main import app
+        from service.batch.commands import app
         from service.settings import get_settings
 
         monkeypatch.setenv("POLICYFIT_DATABASE_URL", poisoned_url)
         get_settings.cache_clear()
         try:
             runner = CliRunner()
-            overview = runner.invoke(app, ["batch", "status"])
+            overview = runner.invoke(app, ["status"])
             assert overview.exit_code == 0, overview.output
             assert f"{len(poison_at)} 家" in overview.stdout and "另有" in overview.stdout
             shown = [u for u in expect if u in overview.stdout]
             assert len(shown) >= 20 and all(expect[u] in overview.stdout for u in shown)
-            full = runner.invoke(app, ["batch", "status", "--run", str(run.id)])
+            full = runner.invoke(app, ["status", "--run", str(run.id)])
             assert full.exit_code == 0 and all(f"{u}  {listed[u]}" in full.stdout for u in expect)
-            as_json = json.loads(runner.invoke(app, ["batch", "status", "--json"]).stdout)
+            as_json = json.loads(runner.invoke(app, ["status", "--json"]).stdout)
             first = next(r for r in as_json["runs"] if r["id"] == run.id)
             assert {q["uscc"]: q["reason"] for q in first["report"]["quarantined"]} == listed
         finally:
@@ -211,7 +213,7 @@ def test_a_scoring_failure_quarantines_only_the_rows_it_fails_on(engine: Engine,
     """Rows that pass validation but make the scorer raise are found by splitting the chunk, and only
     they are skipped (the local engine, inline and in a process pool: its forked workers inherit the
     patched scorer)."""
-    import service.batch.run as batch
+    import service.batch.scoring as batch
 
     records = list(synthesize(60, 5).records())
     _store_clean(engine, records)
@@ -277,7 +279,7 @@ def test_the_spark_engine_quarantines_the_same_rows(two_databases: tuple[str, st
 def test_batch_run_cli_succeeds_with_a_firm_founded_in_9999(engine: Engine, database_url: str,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """Fault 1 as reported: a firm founded 9999-12-31 made ``policyfit batch run`` exit 1 every night."""
-    from service.cli.main import app
+    from service.batch.commands import app
     from service.settings import get_settings
 
     records = list(synthesize(30, 3).records())
@@ -287,7 +289,7 @@ def test_batch_run_cli_succeeds_with_a_firm_founded_in_9999(engine: Engine, data
     monkeypatch.setenv("POLICYFIT_DATABASE_URL", database_url)
     get_settings.cache_clear()
     try:
-        result = CliRunner().invoke(app, ["batch", "run", "--as-of", "2024-06-01", "--no-progress"])
+        result = CliRunner().invoke(app, ["run", "--as-of", "2024-06-01", "--no-progress"])
         assert result.exit_code == 0, result.output
         assert "隔离（画像无法评分，本次跳过，修正后下次运行自动评分）：1 家" in result.stdout
         assert f"{records[0]['uscc']}  established_on（成立日期）不能晚于" in result.stdout

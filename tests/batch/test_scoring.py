@@ -1,4 +1,5 @@
-"""The pure batch scorer (matching/batch.py) against the one-enterprise matcher, and its encoders."""
+"""The pure batch scorer (matching/batch.py) against the one-enterprise matcher — the two callers of the one
+ranking (matching/ranking.py) — and the stored-profile encoder against the record encoder (profiles/columns.py)."""
 
 from __future__ import annotations
 
@@ -15,15 +16,14 @@ from matching.batch import (
     POSSIBLE,
     BatchScorer,
     age_thresholds,
-    encode_profiles,
     recheck_days,
     score_batch,
     text_signals,
 )
-from matching.columns import ProfileBatch
 from matching.embeddings import Embedder, Kind, Vectors
 from matching.package import Matcher
 from matching.relevance import PolicyRetriever
+from profiles.columns import ProfileBatch, encode_profiles
 from profiles.features import derive
 from profiles.model import parse_profile
 from profiles.synth import synthesize
@@ -64,7 +64,7 @@ def test_batch_packages_equal_the_matcher_for_firms_that_state_their_needs(match
     records = [population.record(int(i)) for i in chosen]
     out = _score(records, matcher)
     for record in records:
-        answer = matcher.match(derive(parse_profile(record), AS_OF))
+        answer = matcher.match(derive(parse_profile(record), AS_OF)).model_dump(mode="json")
         mine = out[out["uscc"] == record["uscc"]]
         offered = mine[mine["status"] == IN_PACKAGE]
         # only entitlements and selective programmes are pushed (issue 10); the interactive package adds the

@@ -11,8 +11,9 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from matching.batch import BatchScorer, _text_keys, score_batch, text_signals
+from matching.batch import BatchScorer, score_batch, text_signals
 from matching.package import Matcher
+from profiles.columns import text_keys
 from profiles.synth import synthesize
 from service.batch.run import run_batch
 from service.batch.spark import score_parquet, spark_session
@@ -34,7 +35,7 @@ def test_spark_scores_20000_enterprises_exactly_as_the_local_engine(tmp_path, ma
     population = synthesize(N, 77)
     frame = population.batch.to_frame()
     frame["uscc"] = population.uscc
-    keys = _text_keys(population.needs, population.business_scope)
+    keys = text_keys(population.needs, population.business_scope)
     rows, texts = pd.factorize(pd.Series(keys, dtype=object), sort=True)  # distinct texts, embedded once
     frame["text_row"] = rows.astype("int64")
     scorer = BatchScorer.build(matcher.catalog)

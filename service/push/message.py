@@ -1,0 +1,184 @@
+"""What a pushed message says (issue 10, item 8): one message per firm, its items best first.
+
+Each item says why the firm qualifies with its own values (the package's own why-line facts,
+:func:`matching.package.leaf_facts`), how to apply, who leads, the estimated value where known and the
+source in the plan; the message says where the firm reads its whole package.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from matching.package import REVIEW_NOTE, benefit_of, estimate_value, leaf_facts
+from matching.rules import LeafCache, trace_rule
+from policies.rules import fields_of
+from policies.schema import STRENGTHS, Policy
+from profiles.columns import ProfileBatch, encode_profiles
+from service.db.bulk import IN_LIST, table_of
+from service.db.tables import Enterprise
+from service.settings import Settings
+
+log = logging.getLogger("policyfit.push")
+PACKAGE_PATH = "/v1/enterprises/{uscc}/package"
+
+
+def package_link(settings: Settings, uscc: str) -> dict[str, str]:
+    """Where the firm sees its whole package: ``POLICYFIT_PUBLIC_BASE_URL`` + the package path (the
+    enterprise reads it with its own token), and one Chinese line saying so."""
+    path = PACKAGE_PATH.format(uscc=uscc)
+    url = settings.public_base_url.rstrip("/") + path if settings.public_base_url else path
+    return {"package_url": url, "package_note": f"以上为新增政策；贵企业的全部政策套餐（含需补充信息和差一个条件的政策）请查看：{url}"}
+
+
+@dataclass(frozen=True)
+class Firm:
+    """One firm's rule record (stated and derived fields) and its row in an encoded batch (for traces)."""
+
+    record: dict[str, Any]
+    cache: LeafCache
+    row: int
+
+
+def firm_records(conn: Connection, usccs: list[str], as_of: dt.date) -> dict[str, Firm]:
+    """Each firm's rule record, read from its stored profile: what a message quotes as the firm's own
+    values. Column-wise encoding; a profile that cannot be encoded is left out (its items then say why
+    without values)."""
+    e = table_of(Enterprise).c
+    rows: list[tuple[str, str]] = []
+    for i in range(0, len(usccs), IN_LIST):
+        rows += [(str(u), p) for u, p in conn.execute(sa.select(e.uscc, sa.cast(e.profile, sa.Text))
+                                                        .where(e.uscc.in_(usccs[i:i + IN_LIST]))).all()]
+
+    def encode(part: list[tuple[str, str]]) -> dict[str, Firm]:
+        batch = ProfileBatch.from_frame(encode_profiles([p for _, p in part])).with_derived(as_of)
+        cache = LeafCache(batch)
+        return {u: Firm(batch.record(j), cache, j) for j, (u, _) in enumerate(part)}
+
+    try:
+        return encode(rows) if rows else {}
+    except Exception:  # noqa: BLE001 (one bad profile must not silence the others' values)
+        out: dict[str, Firm] = {}
+        for row in rows:
+            try:
+                out.update(encode([row]))
+            except Exception:  # noqa: BLE001
+                log.warning("profile of %s could not be encoded for its message", row[0])
+        return out
+
+
+def item_text(policy: Policy) -> dict[str, Any]:
+    """What every firm's item of this policy says: title, benefit, strength, how to apply, who leads, source."""
+    return {"title": policy.title, "benefit": benefit_of(policy).description, "strength": policy.strength,
+            "strength_label": STRENGTHS.get(policy.strength or "", None), "how_to_apply": policy.how_to_apply,
+            "lead_departments": list(policy.lead_departments), "source_task": policy.source.task_no,
+            "source_measure": policy.source.measure_no}
+
+
+def item_for_firm(policy: Policy, firm: Firm | None) -> dict[str, Any]:
+    """What this firm's item adds: one line on why it qualifies (its own values), the estimated yearly
+    value where the catalog gives a formula and the firm's inputs are known, and one line to act on."""
+    record = firm.record if firm is not None else None
+    facts = _facts(policy, firm) if firm is not None else []
+    if facts:
+        why = f"贵企业{'，'.join(facts[:3])}，符合条件"
+    elif record is not None:
+        why = "本政策面向所有市场主体，贵企业符合条件"
+    else:
+        why = "按贵企业登记的画像判断符合条件"
+    value = estimate_value(policy, record) if record is not None else None
+    estimate = benefit_of(policy).estimate
+    assumption = estimate.assumption if value is not None and estimate else None
+    lead = "、".join(policy.lead_departments)
+    worth = f"，估算约{value:g}万元/年" if value else ""
+    line = f"{policy.title}：{why}{worth}。办理：{policy.how_to_apply.rstrip('。；')}（牵头部门：{lead}）。"
+    return {"why": why, "estimated_value_wan": value, "value_assumption": assumption, "line": line}
+
+
+_FACTS: dict[tuple[Any, ...], list[str]] = {}
+
+
+def _facts(policy: Policy, firm: Firm) -> list[str]:
+    """The firm's own values that make the policy's rule hold (:func:`leaf_facts` of its trace),
+    remembered per policy version and the values of the fields its rule reads (firms share them: a
+    night's messages reuse a few thousand distinct lines)."""
+    key = (policy.id, policy.version, *(_frozen(firm.record.get(f)) for f in fields_of(policy.rule)))
+    hit = _FACTS.get(key)
+    if hit is None:
+        if len(_FACTS) > 200_000:
+            _FACTS.clear()
+        trace = trace_rule(policy.rule, firm.cache, firm.row, firm.record)
+        hit = _FACTS[key] = list(dict.fromkeys(leaf_facts(trace)))
+    return hit
+
+
+def _frozen(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+@dataclass
+class Composer:
+    """Builds the messages of one batch run (``policies`` by id: the run's catalog)."""
+
+    policies: dict[str, Policy]
+    settings: Settings
+    run_id: int
+    as_of: dt.date
+    catalog_version: str
+    _texts: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def messages(self, conn: Connection, items: pd.DataFrame,
+                 names: dict[str, str]) -> list[tuple[str, dict[str, Any]]]:
+        """(firm, its message payload) for every firm with items (columns uscc, idempotency_key,
+        policy_id, policy_version, score)."""
+        if items.empty:
+            return []
+        firms = firm_records(conn, sorted(set(items["uscc"])), self.as_of)
+        return [(uscc, self.payload(uscc, names.get(uscc), entries)) for uscc, entries in self.entries(items, firms)]
+
+    def entries(self, items: pd.DataFrame, firms: dict[str, Firm] | None = None,
+                ) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+        """(firm, its message entries best first), firm by firm — one sort, no per-firm frames."""
+        items = items.sort_values(["uscc", "score", "policy_id"], ascending=[True, False, True])
+        current: str | None = None
+        entries: list[dict[str, Any]] = []
+        for uscc, key, pid, version, score in zip(items["uscc"].tolist(), items["idempotency_key"].tolist(),
+                                                   items["policy_id"].tolist(), items["policy_version"].tolist(),
+                                                   items["score"].tolist(), strict=True):
+            if uscc != current:
+                if current is not None:
+                    yield current, entries
+                current, entries = str(uscc), []
+            entry: dict[str, Any] = {"idempotency_key": key, "policy_id": pid, "policy_version": int(version),
+                                     "score": round(float(score), 6)}
+            entry.update(self._policy_text(pid))
+            policy = self.policies.get(pid)
+            if policy is not None:
+                entry.update(item_for_firm(policy, (firms or {}).get(str(uscc))))
+            entries.append(entry)
+        if current is not None:
+            yield current, entries
+
+    def _policy_text(self, policy_id: str) -> dict[str, Any]:
+        hit = self._texts.get(policy_id)
+        if hit is None:
+            policy = self.policies.get(policy_id)
+            if policy is None:
+                hit = {}
+            else:
+                review = policy.needs_review(self.as_of)
+                hit = {**item_text(policy), "needs_review": review, "review_note": REVIEW_NOTE if review else None}
+            self._texts[policy_id] = hit
+        return hit
+
+    def payload(self, uscc: str, name: str | None, entries: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"type": "policy_package", "uscc": uscc, "name": name, "run_id": self.run_id,
+                "as_of": self.as_of.isoformat(), "catalog_version": self.catalog_version, "items": entries,
+                **package_link(self.settings, uscc)}
