@@ -14,9 +14,10 @@ Statuses in the output: ``IN_PACKAGE`` (eligible and offered: what is pushed) an
 a question to ask). Only entitlements (应享) and selective programmes (择优) are ever pushed (issue 10):
 procedures and service channels (注销, 迁移, 报装 …) are offered in the interactive package when called for,
 never pushed, so they are not emitted; nor are eligible on-trigger policies that the firm's words did not
-trigger, nor ineligible pairs. The ranking mirrors :class:`matching.package.Matcher` for a firm's
-own words; the interactive package also reads portrait tags when a firm states no needs, which the
-nightly ranking leaves out to keep the text table small (tags vary per firm, scopes do not).
+trigger, nor ineligible pairs. The score and the triggers are :mod:`matching.ranking`'s, the functions
+:class:`matching.package.Matcher` ranks with; the interactive package also reads portrait tags when a firm
+states no needs, which the nightly ranking leaves out to keep the text table small (tags vary per firm,
+scopes do not). Profiles are encoded by :mod:`profiles.columns` (:func:`profiles.columns.encode_profiles`).
 """
 
 from __future__ import annotations
@@ -25,45 +26,35 @@ import datetime as dt
 import hashlib
 import json
 import time
-from collections.abc import Iterable, Mapping, MutableMapping, Sequence
+from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from matching import offering
-from matching.columns import STATED_RULE_FIELDS, ProfileBatch, codes
-from matching.package import RankingConfig, benefit_of
+from matching.package import benefit_of
+from matching.ranking import (
+    RankingConfig,
+    called_by_phrase,
+    package_score,
+    specificity,
+    trigger_hits,
+    value_signal,
+)
 from matching.relevance import PolicyRetriever
 from matching.rules import ELIGIBLE, UNKNOWN, RuleEngine
 from policies.formula import Formula, parse_formula
 from policies.loader import Catalog
 from policies.rules import Leaf, leaves
 from policies.schema import Policy
+from profiles.columns import NEEDS_PREFIX, ProfileBatch
 from profiles.fields import FIELDS, Kind
 
 IN_PACKAGE, POSSIBLE = 1, 2
 #: the columns of :func:`score_batch`'s answer, in order
 RESULT_COLUMNS = ("uscc", "policy_id", "policy_version", "status", "score", "size")
-#: encoded profile columns an input table carries (plus ``uscc`` and ``text_row``)
-INPUT_COLUMNS = (*STATED_RULE_FIELDS,
-                 *(f + "__known" for f in STATED_RULE_FIELDS if FIELDS[f].kind is Kind.SET),
-                 "industry_code", "established_on")
-NEEDS_PREFIX, SCOPE_PREFIX = "N:", "S:"
-
-
-def text_key(needs: str | None, business_scope: str | None) -> str:
-    """The text that ranks a firm's policies: its own needs, else its business scope ('' = none).
-
-    The prefix keeps the role: needs can trigger on-request policies, a business scope cannot.
-    """
-    if needs and needs.strip():
-        return NEEDS_PREFIX + needs.strip()
-    if business_scope and business_scope.strip():
-        return SCOPE_PREFIX + business_scope.strip()
-    return ""
 
 
 @dataclass(frozen=True)
@@ -87,7 +78,7 @@ class TextSignals:
 
 def text_signals(keys: Sequence[str], retriever: PolicyRetriever, policies: Sequence[Policy],
                  ranking: RankingConfig) -> TextSignals:
-    """Relevance and triggers for each distinct text key (see :func:`text_key`).
+    """Relevance and triggers for each distinct text key (see :func:`profiles.columns.text_key`).
 
     The texts are embedded in one call first (the embedder's cache then answers per text), so a
     population needs one model call per distinct wording.
@@ -109,13 +100,11 @@ def text_signals(keys: Sequence[str], retriever: PolicyRetriever, policies: Sequ
         rel = scores.channel(ranking.channel, rows)  # scaled over these policies
         relevance[row] = rel
         if key.startswith(NEEDS_PREFIX):
-            hits[row] = [any(t in text for t in p.triggers) for p in policies]
+            hits[row] = [bool(trigger_hits(p.triggers, text)) for p in policies]
             if retriever.calibration is not None:  # the needs mean a policy: its absolute score reaches the
                 # search floor (as Matcher.words does for the needs: see RankingConfig.word_floor)
-                absolute = scores.calibrated[rows]
-                order = np.argsort(-absolute, kind="stable")[: ranking.semantic_trigger_top_k]
-                floor = ranking.word_floor * retriever.calibration.floor
-                semantic[row, order[absolute[order] >= floor]] = True
+                semantic[row, called_by_phrase(scores.calibrated[rows], ranking.phrase_floor(
+                    retriever.calibration.floor), ranking.semantic_trigger_top_k)] = True
     return TextSignals(relevance, hits, semantic)
 
 
@@ -137,8 +126,7 @@ class BatchScorer:
         cfg = ranking or RankingConfig()
         policies = list(catalog)
         engine = RuleEngine(policies)
-        spec = np.array([min(c.leaf_count, cfg.specificity_saturation) / cfg.specificity_saturation
-                         for c in engine.compiled], dtype=np.float64)
+        spec = np.array([specificity(cfg, c.leaf_count) for c in engine.compiled], dtype=np.float64)
         return cls(engine, tuple(p.id for p in policies), np.array([p.version for p in policies], np.int32),
                    np.array([p.delivery == "on_trigger" for p in policies], dtype=bool),
                    np.array([offering.proactive(p) for p in policies], dtype=bool), spec,
@@ -149,35 +137,18 @@ class BatchScorer:
         return len(self.policy_ids)
 
 
-def batch_from_frame(frame: pd.DataFrame) -> ProfileBatch:
-    """The encoded columns of ``frame`` as a ProfileBatch (dtypes restored after Parquet/Arrow)."""
-    cols: dict[str, np.ndarray] = {}
-    for name in STATED_RULE_FIELDS:
-        kind = FIELDS[name].kind
-        if kind is Kind.NUMBER:
-            cols[name] = frame[name].to_numpy(dtype=np.float64, na_value=np.nan)
-        elif kind is Kind.SET:
-            cols[name] = frame[name].to_numpy(dtype=np.uint16)
-            cols[name + "__known"] = frame[name + "__known"].to_numpy(dtype=bool)
-        else:
-            cols[name] = frame[name].to_numpy(dtype=np.int16)
-    cols["industry_code"] = frame["industry_code"].to_numpy(dtype=object)
-    cols["established_on"] = frame["established_on"].to_numpy(dtype=np.float64, na_value=np.nan)
-    return ProfileBatch(len(frame), cols)
-
-
 def score_batch(frame: pd.DataFrame, scorer: BatchScorer, signals: TextSignals, as_of: dt.date, *,
                 timings: MutableMapping[str, float] | None = None) -> pd.DataFrame:
     """Score every (enterprise, policy) of ``frame``: the pure batch scorer.
 
-    ``frame`` has ``uscc``, the encoded profile columns (:data:`INPUT_COLUMNS`, as written by
-    :func:`encode_profiles`) and ``text_row``, the row of each firm's text in ``signals``. Returns
+    ``frame`` has ``uscc``, the encoded profile columns (:data:`profiles.columns.INPUT_COLUMNS`, as written by
+    :func:`profiles.columns.encode_profiles`) and ``text_row``, the row of each firm's text in ``signals``. Returns
     :data:`RESULT_COLUMNS`: one row per offered or possibly-eligible pair, enterprise by enterprise;
     ``score`` is the package score of offered pairs (0 for possible ones); ``size`` is the firm's size code (-1 unknown).
     ``timings`` (optional) accumulates seconds spent in ``rules`` and ``ranking``.
     """
     t0 = time.perf_counter()
-    batch = batch_from_frame(frame).with_derived(as_of)
+    batch = ProfileBatch.from_frame(frame).with_derived(as_of)
     result = scorer.engine.evaluate(batch, as_of, near_misses=False)
     status = result.status  # int8 [m, n]
     t1 = time.perf_counter()
@@ -196,10 +167,8 @@ def score_batch(frame: pd.DataFrame, scorer: BatchScorer, signals: TextSignals, 
         if source is None or not eligible[i].any():
             continue
         raw = np.broadcast_to(np.asarray(_formula(source).evaluate(env), dtype=np.float64), (n,))
-        est = np.round(np.maximum(raw, 0.0), 2)  # as matching.package.estimate_value
-        value[i] = np.where(np.isfinite(raw), np.minimum(1.0, est / cfg.value_scale_wan), 0.0)
-    score = (cfg.relevance * rel + cfg.trigger * hits + cfg.specificity * scorer.specificity[:, None]
-             + cfg.value * value)
+        value[i] = value_signal(cfg, np.round(np.maximum(raw, 0.0), 2))  # as matching.package.estimate_value
+    score = package_score(cfg, rel, hits, scorer.specificity[:, None], value)
     # eligible on-request pairs are not offered, so not emitted (they are most pairs: 注销, 迁移 … apply to all);
     # procedures are never pushed, so an unknown one is no question for the push either
     code = np.where(offered, IN_PACKAGE, np.where((status == UNKNOWN) & called, POSSIBLE, 0)).astype(np.int8)
@@ -229,104 +198,6 @@ def result_schema() -> dict[str, str]:
     """Column name → Spark SQL type of :func:`score_batch`'s answer (for ``mapInPandas``)."""
     return {"uscc": "string", "policy_id": "string", "policy_version": "int", "status": "tinyint",
             "score": "double", "size": "tinyint"}
-
-
-# ---- encoding stored profiles (JSON documents) without per-row Python ---------------------------------
-def encode_profiles(documents: pd.Series | Sequence[str] | Iterable[Mapping[str, Any]]) -> pd.DataFrame:
-    """Encode stored profiles (JSON text or dicts) into the columns :func:`score_batch` reads.
-
-    JSON text is parsed column-wise by pyarrow; categories are coded through their vocabulary with
-    array lookups and sets become bit masks, so the cost per row is C code, not Python.
-    """
-    import pyarrow as pa
-    import pyarrow.json as pajson
-
-    docs = list(documents)
-    if docs and not isinstance(docs[0], str):
-        docs = [json.dumps(d, ensure_ascii=False, default=str) for d in docs]
-    n = len(docs)
-    if n == 0:
-        return pd.DataFrame({c: [] for c in INPUT_COLUMNS})
-    schema = pa.schema([pa.field(name, _arrow_type(name)) for name in
-                        (*STATED_RULE_FIELDS, "industry_code", "established_on", "needs", "business_scope")])
-    text = ("\n".join(d.replace("\n", " ") for d in docs) + "\n").encode()
-    table = pajson.read_json(pa.BufferReader(text), parse_options=pajson.ParseOptions(
-        explicit_schema=schema, unexpected_field_behavior="ignore"),
-        read_options=pajson.ReadOptions(block_size=max(1 << 20, len(text) // 4 + 1)))
-    if table.num_rows != n:
-        raise ValueError(f"expected {n} profiles, parsed {table.num_rows}")
-    cols: dict[str, Any] = {}
-    for name in STATED_RULE_FIELDS:
-        kind = FIELDS[name].kind
-        col = table.column(name)
-        if kind is Kind.NUMBER:
-            cols[name] = col.to_numpy(zero_copy_only=False).astype(np.float64)
-        elif kind is Kind.BOOL:
-            arr = col.to_numpy(zero_copy_only=False)
-            cols[name] = np.where(pd.isna(arr), -1, arr.astype(bool, copy=False) if arr.dtype == bool
-                                  else np.nan_to_num(arr.astype(float)) != 0).astype(np.int16)
-        elif kind is Kind.CATEGORY:
-            cols[name] = _category_codes(name, col.to_numpy(zero_copy_only=False))
-        else:
-            cols[name], cols[name + "__known"] = _set_masks(name, col.combine_chunks())
-    cols["industry_code"] = table.column("industry_code").to_numpy(zero_copy_only=False).astype(object)
-    established = pd.to_datetime(pd.Series(table.column("established_on").to_numpy(zero_copy_only=False)),
-                                 errors="coerce")
-    days = (established - pd.Timestamp("1970-01-01")).dt.days
-    cols["established_on"] = days.to_numpy(dtype=np.float64, na_value=np.nan)
-    cols["text_key"] = _text_keys(table.column("needs").to_numpy(zero_copy_only=False),
-                                  table.column("business_scope").to_numpy(zero_copy_only=False))
-    return pd.DataFrame(cols)
-
-
-def _arrow_type(name: str) -> Any:
-    import pyarrow as pa
-
-    if name in ("industry_code", "established_on", "needs", "business_scope"):
-        return pa.string()
-    kind = FIELDS[name].kind
-    if kind is Kind.NUMBER:
-        return pa.float64()
-    if kind is Kind.BOOL:
-        return pa.bool_()
-    if kind is Kind.SET:
-        return pa.list_(pa.string())
-    return pa.string()
-
-
-def _category_codes(name: str, raw: np.ndarray) -> np.ndarray:
-    lookup = codes(name)
-    present = pd.notna(raw)
-    out = np.full(len(raw), -1, dtype=np.int16)
-    if present.any():
-        uniques, inverse = np.unique(raw[present].astype(str), return_inverse=True)
-        missing = [u for u in uniques if u not in lookup]
-        if missing:
-            raise ValueError(f"{name}: unknown value {missing[0]!r}")
-        out[present] = np.array([lookup[u] for u in uniques], dtype=np.int16)[inverse]
-    return out
-
-
-def _set_masks(name: str, col: Any) -> tuple[np.ndarray, np.ndarray]:
-    import pyarrow.compute as pc
-
-    n = len(col)
-    known = col.is_valid().to_numpy(zero_copy_only=False)
-    masks = np.zeros(n, dtype=np.uint16)
-    lengths = pc.fill_null(pc.list_value_length(col), 0).to_numpy(zero_copy_only=False)
-    flat = pc.list_flatten(col).to_numpy(zero_copy_only=False)
-    if len(flat):
-        bits = 1 << _category_codes(name, flat).astype(np.int64)
-        owner = np.repeat(np.arange(n), lengths)
-        np.bitwise_or.at(masks, owner, bits.astype(np.uint16))
-    return masks, known
-
-
-def _text_keys(needs: np.ndarray, scope: np.ndarray) -> np.ndarray:
-    needs_s = pd.Series(needs, dtype=object).fillna("").str.strip()
-    scope_s = pd.Series(scope, dtype=object).fillna("").str.strip()
-    keys = np.where(needs_s != "", NEEDS_PREFIX + needs_s, np.where(scope_s != "", SCOPE_PREFIX + scope_s, ""))
-    return keys.astype(object)
 
 
 # ---- what changed since the last push ------------------------------------------------------------------

@@ -21,8 +21,9 @@ from typing import Any
 import yaml
 
 from matching.reference import evaluate
-from policies.rules import All, Any_, Leaf, Not, Rule, parse_rule, vocabulary
+from policies.rules import All, Any_, Leaf, Not, Rule, parse_rule
 from profiles.fields import FIELDS, Kind
+from profiles.labels import value_text, vocabulary
 
 DATA = Path(__file__).with_name("data") / "gaps.yaml"
 HOWS = ("up", "better", "acquire", "resolve")
@@ -136,7 +137,7 @@ def fails_on_fixed(rule: Rule, record: dict[str, Any], negated: bool = False) ->
 
 
 def _labels(field: str, items: Any) -> str:
-    return "、".join(FIELDS[field].value_label(v) for v in items) if items else "无"
+    return value_text(field, list(items or ()), digits=None)
 
 
 def _allowed(leaf: Leaf, op: str) -> list[str]:

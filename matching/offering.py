@@ -19,9 +19,10 @@ from typing import Any
 import yaml
 
 from matching.reference import evaluate
-from policies.rules import Leaf, Rule, leaves, parse_rule, vocabulary
+from policies.rules import Leaf, Rule, leaves, parse_rule
 from policies.schema import CATEGORIES, Policy
 from profiles.fields import FIELDS
+from profiles.labels import vocabulary
 
 DATA = Path(__file__).with_name("data") / "offering.yaml"
 PROACTIVE_STRENGTHS = ("entitlement", "selective")

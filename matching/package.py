@@ -1,7 +1,8 @@
 """Package assembly: one enterprise against the whole catalog → the SPEC §2.3 answer.
 
-Eligibility comes from the vectorised engine (a batch of one); explanations from its trace;
-ranking from :class:`RankingConfig` over the relevance channels of ``matching.relevance``.
+Eligibility comes from the vectorised engine (a batch of one: the portrait's own encoded batch); explanations
+from its trace; ranking and triggers from :mod:`matching.ranking` (the same functions the batch scorer uses)
+over the relevance channels of ``matching.relevance``.
 """
 
 from __future__ import annotations
@@ -14,14 +15,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
 from matching import gaps as gap_table
 from matching import offering
-from matching.columns import ProfileBatch
 from matching.embeddings import Embedder
+from matching.ranking import (
+    RankingConfig,
+    Words,
+    package_score,
+    phrases_of,
+    specificity,
+    trigger_hits,
+    value_signal,
+)
 from matching.reference import evaluate
-from matching.relevance import FusionConfig, Mode, PolicyRetriever
+from matching.relevance import FusionConfig, PolicyRetriever
+from matching.results import MatchResult
 from matching.rules import (
     ELIGIBLE,
     FAILED,
@@ -35,39 +44,6 @@ from policies.loader import Catalog
 from policies.schema import STRENGTHS, Benefit, Policy
 from profiles.features import Portrait
 from profiles.fields import FIELDS, Kind
-
-
-class RankingConfig(BaseModel):
-    """The package score: a weighted sum of signals, each in [0, 1].
-
-    Only eligible policies are ranked; the score orders them, it never decides eligibility.
-    """
-
-    model_config = ConfigDict(frozen=True)
-
-    relevance: float = Field(0.75, ge=0, description="fused dense+lexical relevance of the firm's needs and the query "
-                             "(or, when it states none, its business scope and portrait tags) to the policy")
-    trigger: float = Field(0.1, ge=0, description="the needs or the query name one of the policy's triggers")
-    specificity: float = Field(0.075, ge=0, description="how many conditions the rule sets: a policy aimed at this "
-                               "kind of firm beats one open to everybody")
-    value: float = Field(0.075, ge=0, description="the estimated yearly value, saturating at value_scale_wan")
-    specificity_saturation: int = Field(4, ge=1, description="leaf count at which specificity reaches 1")
-    value_scale_wan: float = Field(10.0, gt=0, description="estimated value (万元/年) that earns the full value signal")
-    semantic_trigger_top_k: int = Field(
-        5, ge=0, description="an on-request policy also counts as triggered when the firm's words mean it (callers "
-        "say 销掉 or 挪到外地, not 注销 or 迁移): its calibrated score for one of the firm's phrases reaches the "
-        "search floor and it is among the k best policies for that phrase")
-    word_floor: float = Field(
-        1.0, gt=0, le=1, description="the firm's words call a policy (a semantic trigger, an on-request entry "
-        "about them) when its calibrated score for one of their phrases is at least this share of the search "
-        "floor (1: exactly what search would answer; words search answers with no_match call nothing)")
-    on_request_top_k: int = Field(
-        10, ge=0, description="an on-request procedure is listed first, as being about the firm's words, when its "
-        "calibrated score for one of the firm's phrases reaches the search floor and it is among the k best "
-        "policies for that phrase")
-    channel: Mode = Field("hybrid", description="relevance channel used (dense-only and lexical-only exist "
-                          "for the evaluation's comparison rows)")
-
 
 QUESTION_HINTS = {
     "size": "企业规模（请提供从业人员、营业收入、资产总额，或直接说明大/中/小/微型）",
@@ -177,9 +153,9 @@ class Matcher:
         return self.retriever.embedder.model_id if self.retriever.embedder else None
 
     # ---- one enterprise ---------------------------------------------------------------
-    def match(self, portrait: Portrait, *, query: str | None = None, top: int | None = None) -> dict[str, Any]:
+    def match(self, portrait: Portrait, *, query: str | None = None, top: int | None = None) -> MatchResult:
         as_of = portrait.as_of
-        batch = ProfileBatch.from_records([portrait.profile.model_dump()]).with_derived(as_of)
+        batch = portrait.batch  # encoded and derived once, by profiles.features.derive
         result = self.engine.evaluate(batch, as_of, keep_trace=True)
         assert result.cache is not None
         record = batch.record(0)
@@ -200,7 +176,7 @@ class Matcher:
             if not result.active[i] or not policy.offered:
                 continue
             status = int(result.status[i, 0])
-            hits = _trigger_hits(policy, context)
+            hits = trigger_hits(policy.triggers, context)
             # what calls for a policy: it is an entitlement or a selective programme (not held for a
             # trigger), the firm's words name it, or the firm is in a situation it serves (破产, 外贸 …)
             standing = offering.proactive(policy) and policy.delivery == "proactive"
@@ -243,7 +219,7 @@ class Matcher:
             {**_source(self.catalog[e["policy_id"]]), **e, **_review(self.catalog[e["policy_id"]], as_of)}
             for e in offering.on_request(candidates, record, about=about,
                                          asked={self.catalog[pid].category for pid in [*said_ids, *about]} or None)]
-        return {
+        return MatchResult.model_validate({
             "enterprise": portrait.to_json(),
             "package": package,
             "possibly_eligible": possible,
@@ -253,7 +229,7 @@ class Matcher:
             "summary": _summary(package),
             "catalog_version": self.catalog.version,
             "model_id": self.model_id,
-        }
+        })
 
     def words(self, needs: str | None, query: str | None) -> Words:
         """What the firm's own words are about, on the calibrated score search uses: absolute, so words about
@@ -265,18 +241,16 @@ class Matcher:
         if not phrases or cal is None:
             return Words(phrases, np.zeros((0, m)), np.zeros(m), 1.0, [c.id for c in self.engine.compiled])
         per = np.stack([self.retriever.scores(p).calibrated[self.policy_rows] for p in phrases])
-        return Words(phrases, per, per.max(axis=0), self.ranking.word_floor * cal.floor,
+        return Words(phrases, per, per.max(axis=0), self.ranking.phrase_floor(cal.floor),
                      [c.id for c in self.engine.compiled])
 
     def _entry(self, policy: Policy, traces: Sequence[ClauseTrace], record: dict[str, Any],
                hits: list[str], relevance: float) -> dict[str, Any]:
         cfg = self.ranking
-        specificity = min(self.engine.compiled[self.engine.index[policy.id]].leaf_count,
-                          cfg.specificity_saturation) / cfg.specificity_saturation
+        spec = specificity(cfg, self.engine.compiled[self.engine.index[policy.id]].leaf_count)
         value = estimate_value(policy, record)
-        value_signal = min(1.0, (value or 0.0) / cfg.value_scale_wan)
-        score = (cfg.relevance * relevance + cfg.trigger * float(bool(hits)) + cfg.specificity * specificity
-                 + cfg.value * value_signal)
+        value_part = value_signal(cfg, np.nan if value is None else value)
+        score = package_score(cfg, relevance, float(bool(hits)), spec, value_part)
         return {
             **_source(policy),
             "title": policy.title,
@@ -295,51 +269,9 @@ class Matcher:
             "lead_departments": list(policy.lead_departments),
             "matched_triggers": hits,
             "score_parts": {"relevance": round(relevance, 4), "trigger": float(bool(hits)),
-                            "specificity": round(specificity, 4), "value": round(value_signal, 4)},
+                            "specificity": round(spec, 4), "value": round(value_part, 4)},
             "clauses": [t.to_json() for t in traces],
         }
-
-    # ---- search -----------------------------------------------------------------------
-    def search(self, text: str, *, top: int = 10, as_of: dt.date | None = None) -> list[dict[str, Any]]:
-        """Entries of every kind in force on ``as_of`` whose calibrated score reaches the floor, best
-        first (``matching.search.search`` gives the whole answer: results, no_match, fallback)."""
-        from matching.search import search
-
-        return list(search(self, text, top=top, as_of=as_of)["results"])
-
-
-def phrases_of(text: str | None) -> list[str]:
-    """The text as one phrase (whitespace normalised), or none. Each text is scored whole: scored clause by
-    clause, a fragment out of its context (国外客户催得紧, 哪里有好的辅导班) often looks like a confident
-    match for something unrelated under the calibrated score (measured 2026-11-30 on the evaluation profiles:
-    dozens of such hits, against one more must-include procedure reached)."""
-    text = " ".join((text or "").split())
-    return [text] if text else []
-
-
-@dataclass(frozen=True)
-class Words:
-    """The calibrated score of each of the firm's phrases for each policy (engine order)."""
-
-    phrases: list[str]
-    per_phrase: np.ndarray  # [phrases, policies] calibrated probability
-    score: np.ndarray  # [policies] best over the phrases (0 without words)
-    floor: float  # RankingConfig.word_floor x the search floor: below it a phrase is about nothing
-    ids: list[str]
-
-    def called(self, top_k: int) -> dict[str, str]:
-        """Policy id -> the phrase that calls it: the phrase scores it at or above the floor and it is among
-        that phrase's ``top_k`` best policies (ties by engine order: deterministic)."""
-        out: dict[str, tuple[float, str]] = {}
-        for phrase, row in zip(self.phrases, self.per_phrase, strict=True):
-            order = np.argsort(-row, kind="stable")[:top_k]
-            for i in order:
-                if row[i] < self.floor:
-                    break
-                best = out.get(self.ids[i])
-                if best is None or row[i] > best[0]:
-                    out[self.ids[i]] = (float(row[i]), phrase)
-        return {pid: phrase for pid, (_, phrase) in out.items()}
 
 
 def _source(policy: Policy) -> dict[str, Any]:
@@ -389,10 +321,6 @@ def _near_order(entry: dict[str, Any]) -> tuple[Any, ...]:
     estimated value, then the fewer changes, then the id (deterministic)."""
     return (STRENGTH_ORDER.get(entry["strength"], 9), -(entry["estimated_value_wan"] or 0.0), len(entry["gaps"]),
             entry["policy_id"])
-
-
-def _trigger_hits(policy: Policy, context: str) -> list[str]:
-    return [t for t in policy.triggers if t in context] if context else []
 
 
 def leaf_facts(trace: ClauseTrace) -> list[str]:

@@ -17,11 +17,12 @@ from typing import Any
 
 import numpy as np
 
-from matching.columns import ProfileBatch, codes
 from matching.gaps import order_of, statically_closable
-from policies.rules import All, Leaf, Not, Rule, leaves, top_clauses, vocabulary
+from policies.rules import All, Leaf, Not, Rule, leaves, top_clauses
 from policies.schema import Policy
+from profiles.columns import ProfileBatch, codes
 from profiles.fields import FIELDS, Kind
+from profiles.labels import value_text
 
 ELIGIBLE, INELIGIBLE, UNKNOWN = 1, 0, 2
 SMALL_BATCH = 256  # rows up to which the stacked evaluation path is used (see RuleEngine)
@@ -387,7 +388,7 @@ class ClauseTrace:
     def observed_text(self) -> str:
         if self.field is None:
             return ""
-        return _observed_label(self.field, self.observed)
+        return value_text(self.field, self.observed, "未填写", None)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"clause": self.text, "outcome": self.outcome}
@@ -408,31 +409,11 @@ class ClauseTrace:
         return list(dict.fromkeys(found))
 
 
-def _observed_label(name: str, value: Any) -> str:
-    if value is None:
-        return "未填写"
-    if isinstance(value, list):
-        return "、".join(value_text(name, v) for v in value) if value else "无"
-    return value_text(name, value)
-
-
-_CODED = ("industry_section", "industry_division", "industry_group", "size_category")
-
-
-def value_text(name: str, value: Any) -> str:
-    """A value as people read it: 小型 for small; 制造业（C） for an industry code."""
-    if name in _CODED:
-        label = vocabulary(name).get(str(value))
-        if label:
-            return label if name == "size_category" else f"{label}（{value}）"
-    return FIELDS[name].value_label(value)
-
-
 def describe_leaf(leaf: Leaf) -> str:
     """The requirement in Chinese, e.g. ``企业规模为小型或微型``."""
     f = FIELDS[leaf.field]
     vals = leaf.value if isinstance(leaf.value, tuple) else (leaf.value,)
-    shown = [value_text(leaf.field, v) for v in vals]
+    shown = [value_text(leaf.field, v, digits=None) for v in vals]
     op = leaf.op
     if f.kind is Kind.BOOL:
         positive = (op == "eq") == bool(leaf.value)

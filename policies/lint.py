@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings = review_warnings(catalog, as_of)
     for warning in warnings:
         print(warning, file=sys.stderr)
-    kinds = {}
+    kinds: dict[str, int] = {}
     for entry in catalog.all_entries():
         kinds[entry.kind] = kinds.get(entry.kind, 0) + 1
     others = "，".join(f"{label} {kinds[k]} 条" for k, label in (("commitment", "服务承诺"), ("plan_work", "政府工作任务"))

@@ -17,6 +17,7 @@ from typing import Any
 
 from policies.messages import KIND_NAMES, field_ref, quoted, show_value, suggest_zh, type_name
 from profiles.fields import FIELDS, RULE_FIELDS, Kind
+from profiles.labels import vocabulary
 
 #: Operators per field kind, with the Chinese phrase used in explanations.
 OPERATORS: dict[str, str] = {
@@ -82,21 +83,6 @@ class Not:
 
 
 Rule = Leaf | All | Any_ | Not
-
-
-def vocabulary(field_name: str) -> dict[str, str]:
-    """The allowed values of a category or set field (industry codes come from their table)."""
-    from profiles import industry, size_class  # late: data tables load on first use
-
-    special = {
-        "industry_section": industry.section_names,
-        "industry_division": industry.division_names,
-        "industry_group": industry.group_names,
-        "size_category": size_class.category_names,
-    }
-    if field_name in special:
-        return special[field_name]()
-    return FIELDS[field_name].vocabulary
 
 
 def parse_rule(data: Any, path: str = "") -> Rule:

@@ -1,7 +1,9 @@
 """Derived features (企业画像): size, SME status, industry levels, age and Chinese tags.
 
-``derive`` turns a stated :class:`EnterpriseProfile` into the flat record the rule engine
-reads (profile fields + derived fields, None = unknown) and the labels people see.
+``derive`` turns a stated :class:`EnterpriseProfile` into its encoded batch of one (the engine's input), the
+flat record of profile fields + derived fields (None = unknown) and the labels people see. The derived
+fields are computed once, by the column encoding (:meth:`profiles.columns.ProfileBatch.with_derived`),
+here as in the nightly batch.
 """
 
 from __future__ import annotations
@@ -10,19 +12,11 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
+from profiles.columns import DERIVED_FIELDS, ProfileBatch, decode
 from profiles.fields import FIELDS, QUALIFICATIONS, SIZES
-from profiles.industry import group_value, parse_industry_code
+from profiles.industry import parse_industry_code
 from profiles.model import EnterpriseProfile
 from profiles.size_class import SizeResult, category_for, category_names, classify
-
-
-def age_in_years(established_on: dt.date, as_of: dt.date) -> float:
-    """Whole-day precise age in years (365.25-day years), never negative.
-
-    >>> age_in_years(dt.date(2020, 1, 1), dt.date(2024, 1, 1))
-    4.0
-    """
-    return max(0.0, round((as_of - established_on).days / 365.25, 4))
 
 
 @dataclass(frozen=True)
@@ -31,7 +25,8 @@ class Portrait:
 
     profile: EnterpriseProfile
     as_of: dt.date
-    record: dict[str, Any]  # every rule field -> value or None
+    record: dict[str, Any]  # every profile field and derived field -> value or None
+    batch: ProfileBatch  # the profile encoded as a batch of one, with its derived fields (the engine's input)
     size_result: SizeResult
     size_source: str | None  # "stated" | "derived" | None
     warnings: list[str] = field(default_factory=list)
@@ -58,31 +53,25 @@ def _industry_name(code: str | None) -> str | None:
 
 def derive(profile: EnterpriseProfile, as_of: dt.date | None = None) -> Portrait:
     as_of = as_of or dt.date.today()
+    batch = ProfileBatch.from_records([profile.model_dump()]).with_derived(as_of)
+    derived = batch.record(0)
     record: dict[str, Any] = {name: getattr(profile, name) for name in FIELDS if not FIELDS[name].derived}
+    record.update({name: derived[name] for name in ("size", *DERIVED_FIELDS)})
+    derived_size = decode("size", batch.columns["size__derived"][0])
     warnings: list[str] = []
     code = parse_industry_code(profile.industry_code) if profile.industry_code else None
-    category = category_for(code) if code else None
-    # no code (or one too coarse): the class every industry's thresholds agree on, else unknown
-    result = classify(category, profile.employees, profile.annual_revenue_wan, profile.total_assets_wan)
-    size = profile.size or result.size
-    source = "stated" if profile.size else ("derived" if result.size else None)
-    if profile.size and result.size and profile.size != result.size:
+    # the basis of the size class, in words (the class itself is the column derivation's)
+    result = classify(category_for(code) if code else None, profile.employees, profile.annual_revenue_wan,
+                      profile.total_assets_wan)
+    source = "stated" if profile.size else ("derived" if derived_size else None)
+    if profile.size and derived_size and profile.size != derived_size:
         warnings.append(
-            f"填报的企业规模为{SIZES[profile.size]}，但按填报数据测算为{SIZES[result.size]}"
+            f"填报的企业规模为{SIZES[profile.size]}，但按填报数据测算为{SIZES[derived_size]}"
             f"（{result.basis}）；以填报为准，请核实"
         )
     if profile.established_on and profile.established_on > as_of:
         warnings.append(f"成立日期{profile.established_on}晚于评估日期{as_of}，请核对")
-    record.update(
-        size=size,
-        is_sme=None if size is None else size != "large",
-        industry_section=code.section if code else None,
-        industry_division=code.division if code else None,
-        industry_group=group_value(code) if code else None,
-        size_category=category,
-        age_years=age_in_years(profile.established_on, as_of) if profile.established_on else None,
-    )
-    portrait = Portrait(profile, as_of, record, result, source, warnings)
+    portrait = Portrait(profile, as_of, record, batch, result, source, warnings)
     portrait.tags.extend(portrait_tags(record))
     return portrait
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from matching.columns import EPOCH, ProfileBatch, codes
+from profiles.columns import EPOCH, ProfileBatch, category_codes, codes
 from profiles.uscc import ALPHABET, WEIGHTS
 
 SYNTHETIC_LABEL = "合成数据（非真实企业）"
@@ -229,8 +229,7 @@ def synthesize(n: int, seed: int = 20230419) -> SyntheticPopulation:
     cols: dict[str, np.ndarray] = {}
 
     def cat(name: str, vals: np.ndarray) -> np.ndarray:
-        lookup = codes(name)
-        return np.array([lookup.get(v, -1) for v in vals], dtype=np.int16) if len(vals) < 5000 else _vec_codes(lookup, vals)
+        return category_codes(name, vals, strict=False)  # "" (an unknown grade) is coded unknown
 
     cols["entity_type"] = cat("entity_type", entity)
     cols["region"] = cat("region", region)
@@ -255,7 +254,7 @@ def synthesize(n: int, seed: int = 20230419) -> SyntheticPopulation:
     cols["industry_code"] = industry
     cols["established_on"] = established.astype(float)
     uscc_prefix = {"enterprise": "91", "individual_business": "92", "farmer_coop": "93", "branch": "91", "other": "91"}
-    uscc = _uscc_codes(rng, np.array([uscc_prefix[e] for e in _ENTITY])[_vec_codes({e: i for i, e in enumerate(_ENTITY)}, entity)], region)
+    uscc = _uscc_codes(rng, np.array([uscc_prefix[e] for e in codes("entity_type")])[cols["entity_type"]], region)
     heads = rng.integers(0, len(_NAME_HEAD), (n, 2))
     suffix = np.where(is_ind, "店", np.where(entity == "farmer_coop", "专业合作社", "有限公司"))
     short = np.array([x[4].split("；")[0][:4] for x in _INDUSTRIES], dtype=object)[ind_idx]
@@ -270,9 +269,3 @@ def synthesize(n: int, seed: int = 20230419) -> SyntheticPopulation:
     cols["has_union"] = has_union
     batch = ProfileBatch(n, cols)
     return SyntheticPopulation(batch, uscc, names, scope, needs, seed)
-
-
-def _vec_codes(lookup: dict[str, int], vals: np.ndarray) -> np.ndarray:
-    uniques, inverse = np.unique(vals.astype(str), return_inverse=True)
-    table = np.array([lookup.get(u, -1) for u in uniques], dtype=np.int16)
-    return table[inverse]

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from matching import offering
-from matching.package import Matcher, phrases_of
+from matching.package import Matcher
+from matching.ranking import phrases_of
 from profiles.features import derive
 from profiles.model import parse_profile
 from tests.matching.test_package import _ids, _match

@@ -10,7 +10,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from matching import reference
-from matching.columns import ProfileBatch, values
 from matching.rules import (
     ELIGIBLE,
     UNKNOWN,
@@ -22,6 +21,7 @@ from matching.rules import (
 )
 from policies.loader import Catalog
 from policies.rules import KIND_OPERATORS, All, Any_, Leaf, Not, Rule
+from profiles.columns import ProfileBatch, values
 from profiles.features import derive
 from profiles.fields import FIELDS, RULE_FIELDS, Kind
 from profiles.model import parse_profile

@@ -11,10 +11,10 @@ from collections import defaultdict
 import pytest
 
 from matching import reference
-from matching.columns import ProfileBatch
 from matching.package import Matcher, estimate_value
 from matching.rules import ELIGIBLE, UNKNOWN
 from policies.loader import Catalog
+from profiles.columns import ProfileBatch
 from profiles.features import derive
 from profiles.model import parse_profile
 from tests.scenario_loader import Case, load_cases
@@ -38,7 +38,7 @@ def test_scenario(case: Case, catalog: Catalog, matcher: Matcher) -> None:
     assert want == case.expect
     if case.near_miss is not None:
         assert bool(result.near_miss[engine_index, 0]) == case.near_miss
-    answer = matcher.match(portrait, query=case.query or " ".join(policy.triggers))
+    answer = matcher.match(portrait, query=case.query or " ".join(policy.triggers)).model_dump(mode="json")
     if case.expect == "eligible":
         assert case.policy in {e["policy_id"] for e in answer["package"]}
     if case.expect == "possibly_eligible":

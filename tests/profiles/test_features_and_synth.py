@@ -6,11 +6,11 @@ import json
 import numpy as np
 from typer.testing import CliRunner
 
-from matching.columns import values
-from profiles.features import age_in_years, derive
+from profiles.columns import values
+from profiles.features import derive
 from profiles.model import parse_profile
 from profiles.synth import synthesize
-from service.cli.main import app
+from service.main import app
 
 AS_OF = dt.date(2024, 6, 1)
 
@@ -32,8 +32,12 @@ def test_portrait_tags_and_derived_fields() -> None:
 
 
 def test_age_in_years() -> None:
-    assert age_in_years(dt.date(2020, 6, 1), AS_OF) == 4.0
-    assert age_in_years(dt.date(2025, 1, 1), AS_OF) == 0.0
+    def age(founded: str) -> float:
+        profile = parse_profile({"uscc": "91110000600037341L", "name": "x", "established_on": founded})
+        return derive(profile, AS_OF).record["age_years"]
+
+    assert age("2020-06-01") == 4.0
+    assert age("2025-01-01") == 0.0  # founded after the evaluation date: never negative
 
 
 def test_synthetic_population_is_seeded_valid_and_labelled() -> None:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from matching.columns import ProfileBatch, values
+from profiles.columns import ProfileBatch, values
 from profiles.features import derive
 from profiles.industry import parse_industry_code
 from profiles.model import parse_profile
