@@ -161,21 +161,22 @@ def seed(url: str, data_dir: Path, n: int) -> dict[str, Any]:
 
     from profiles.model import parse_profile
     from profiles.synth import synthesize
-    from service import store
     from service.bootstrap import ServiceState
     from service.settings import Settings
+    from service.store.enterprises import upsert_enterprise
+    from service.store.tokens import create_token
 
     t0 = time.perf_counter()
-    state = ServiceState.start(Settings(database_url=url, data_dir=data_dir))
+    state = ServiceState.start(Settings(database_url=url, data_dir=data_dir), warm=False)
     records = list(synthesize(n, seed=20230419).records())
     try:
         with Session(state.engine) as session:
             for i, record in enumerate(records):
-                store.upsert_enterprise(session, profile=parse_profile(record))
+                upsert_enterprise(session, profile=parse_profile(record))
                 if i % 1000 == 999:
                     session.commit()
-            staff, _ = store.create_token(session, role="staff", label="api-bench")
-            ent, _ = store.create_token(session, role="enterprise", label="api-bench-ent", uscc=records[0]["uscc"])
+            staff, _ = create_token(session, role="staff", label="api-bench")
+            ent, _ = create_token(session, role="enterprise", label="api-bench-ent", uscc=records[0]["uscc"])
             session.commit()
             state.matcher(session)
     finally:

@@ -8,7 +8,8 @@ import hashlib
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
@@ -25,10 +26,15 @@ from matching.reverse import EnterpriseIndex
 from policies.loader import Catalog, load_catalog
 from policies.schema import Policy
 from profiles.columns import ProfileBatch
-from service import store
 from service.db.migrate import upgrade
 from service.db.tables import make_engine
 from service.settings import Settings, get_settings
+from service.store import catalog as store_catalog
+from service.store.catalog import catalog_revision, published_versions
+from service.store.enterprises import all_enterprises, enterprise_revision
+from service.store.principals import Principal
+from service.store.tokens import principal_for
+from service.store.values import canonical_hash, hash_token
 
 
 @dataclass
@@ -55,18 +61,26 @@ class ServiceState:
     _enterprise_index: tuple[tuple[int, str], EnterpriseIndex] | None = None
     _current: tuple[int, Matcher] | None = None
     _revision_checked: float = -1e18  # time.monotonic() of the last catalog-revision read
-    _tokens: dict[str, tuple[float, store.Principal | None, dt.datetime | None]] = field(default_factory=dict)
+    _tokens: dict[str, tuple[float, Principal | None]] = field(default_factory=dict)
     _packages: PackageCache = field(default_factory=lambda: PackageCache(0))
+    _index_lock: threading.Lock = field(default_factory=threading.Lock)
+    _warm_thread: threading.Thread | None = None
+    _warmed: threading.Event = field(default_factory=threading.Event)
+    _progress: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._packages = PackageCache(self.settings.package_cache_size)
 
     @classmethod
-    def start(cls, settings: Settings) -> ServiceState:
+    def start(cls, settings: Settings, *, warm: bool = True) -> ServiceState:
+        """Migrate, load the catalog files into the database, and (``warm``) start building in the
+        background what the pages need (see :meth:`readiness`)."""
         engine = migrated_engine(settings)
         embedder = embedder_for(settings.embedding_model, settings.data_dir)
         state = cls(settings, engine, embedder)
         sync_catalog(engine, settings)
+        if warm:
+            state.start_warming()
         return state
 
     # ---- freshness: what a worker may trust for ``settings.freshness_seconds`` ----------------
@@ -82,35 +96,32 @@ class ServiceState:
         """The published catalog's revision, read at most once per ``freshness_seconds`` per worker."""
         if self._matcher is not None and self._fresh(self._revision_checked):
             return self._revision
-        revision = store.catalog_revision(session)
+        revision = catalog_revision(session)
         self._revision_checked = time.monotonic()
         return revision
 
-    def known_principal(self, token: str) -> tuple[store.Principal | None] | None:
+    def known_principal(self, token: str) -> tuple[Principal | None] | None:
         """``(principal,)`` if this worker checked ``token`` less than ``freshness_seconds`` ago (no I/O);
         None when the database must be asked."""
-        cached = self._tokens.get(store.hash_token(token))
+        cached = self._tokens.get(hash_token(token))
         if cached is None or not self._fresh(cached[0]):
             return None
-        return (_unexpired(cached),)
+        return (_unexpired(cached[1]),)
 
-    def principal(self, session: Session, token: str) -> store.Principal | None:
-        """Who a bearer token is (None: unknown, revoked or expired), re-read once per ``freshness_seconds``.
+    def principal(self, session: Session, token: str) -> Principal | None:
+        """Who a bearer token is (None: unknown, revoked or expired): ``tokens.principal_for`` — the one
+        token check — remembered for ``freshness_seconds``.
 
         A revoked token is refused by every worker within that time; an expiry is checked on every call.
         """
         known = self.known_principal(token)
         if known is not None:
             return known[0]
-        found = store.token_for(session, token_hash=store.hash_token(token))
+        principal = principal_for(session, token=token)
         if len(self._tokens) >= 10_000:
             self._tokens.clear()
-        principal = expires = None
-        if found is not None and found.revoked_at is None:
-            principal = store.Principal(found.id, found.role, found.label, found.uscc)
-            expires = found.expires_at
-        cached = self._tokens[store.hash_token(token)] = (time.monotonic(), principal, expires)
-        return _unexpired(cached)
+        self._tokens[hash_token(token)] = (time.monotonic(), principal)
+        return principal
 
     def package(self, key: tuple[Any, ...], compute: Any) -> bytes:
         """The package's JSON for ``key`` (content hash, catalog revision, date, query, top), computed once."""
@@ -137,11 +148,11 @@ class ServiceState:
         return self._current
 
     def population(self, session: Session, as_of: dt.date) -> Population:
-        revision = store.enterprise_revision(session)
+        revision = enterprise_revision(session)
         cached = self._population
         if cached is not None and cached.revision == revision and cached.as_of == as_of:
             return cached
-        rows = store.all_enterprises(session)
+        rows = all_enterprises(session)
         batch = ProfileBatch.from_records([r.profile for r in rows]).with_derived(as_of)
         texts = [" ".join(filter(None, [r.profile.get("business_scope"), r.profile.get("needs")])) or r.name
                  for r in rows]
@@ -154,18 +165,67 @@ class ServiceState:
         cached = self._enterprise_index
         if cached is not None and cached[0] == population.revision:
             return cached[1]
-        index = EnterpriseIndex.build(population.usccs, population.texts, self.embedder,
-                                      fingerprint=str(population.revision))
-        self._enterprise_index = (population.revision, index)
+        with self._index_lock:  # a page asked while the warm-up builds it waits for that build
+            cached = self._enterprise_index
+            if cached is not None and cached[0] == population.revision:
+                return cached[1]
+            index = EnterpriseIndex.build(population.usccs, population.texts, self.embedder,
+                                          fingerprint=str(population.revision))
+            self._enterprise_index = (population.revision, index)
         return index
 
+    # ---- warm-up and readiness: /readyz says ready once what the pages need is built ----------------
+    def start_warming(self) -> threading.Thread:
+        """Build the policy matcher and the enterprise-side index in a background thread (the process
+        answers /healthz meanwhile; /readyz answers ``warming`` with the progress)."""
+        self._warmed.clear()
+        self._progress.update({"policy_index": "pending", "enterprise_index": "pending"})
+        self._progress.pop("error", None)
+        thread = threading.Thread(target=self._warm, name="policyfit-warm-up", daemon=True)
+        self._warm_thread = thread
+        thread.start()
+        return thread
 
-def _unexpired(cached: tuple[float, store.Principal | None, dt.datetime | None]) -> store.Principal | None:
-    """The cached principal unless its token has expired since (expiry is checked on every request)."""
-    _, principal, expires = cached
-    if principal is None or (expires is not None and store.as_utc(expires) <= store.utcnow()):
-        return None
-    return principal
+    def _warm(self) -> None:
+        started = time.monotonic()
+        progress = self._progress
+        try:
+            with Session(self.engine) as session:
+                progress["policy_index"] = "building"
+                self.matcher(session)
+                progress["policy_index"] = "ready"
+                progress["enterprise_index"] = "building"
+                population = self.population(session, dt.date.today())
+                progress["enterprises"] = len(population.usccs)
+                self.enterprise_index(population)
+                progress["enterprise_index"] = "ready"
+            self._warmed.set()
+        except Exception as exc:  # reported by /readyz (the next readiness call starts again)
+            progress["error"] = f"{type(exc).__name__}: {exc}"
+        finally:
+            progress["seconds"] = round(time.monotonic() - started, 1)
+
+    def readiness(self, session: Session) -> dict[str, Any]:
+        """``{"status": "ready", catalog_version, model_id, policies, entries}`` once the matcher of the
+        published catalog and the enterprise-side index are built; ``{"status": "warming", "progress":
+        {...}}`` while the warm-up runs. Without a warm-up (tests, tools) both are built here."""
+        thread = self._warm_thread
+        if thread is not None and not self._warmed.is_set():
+            if not thread.is_alive():  # the warm-up failed: say so and try again
+                progress = dict(self._progress)
+                self.start_warming()
+                return {"status": "warming", "progress": progress}
+            return {"status": "warming", "progress": dict(self._progress)}
+        matcher = self.matcher(session)
+        if self._enterprise_index is None:
+            self.enterprise_index(self.population(session, dt.date.today()))
+        return {"status": "ready", "catalog_version": matcher.catalog.version, "model_id": matcher.model_id,
+                "policies": len(matcher.catalog.policies), "entries": len(matcher.catalog.entries)}
+
+
+def _unexpired(principal: Principal | None) -> Principal | None:
+    """A remembered principal unless its token has expired since (expiry is checked on every request)."""
+    return None if principal is None or principal.expired() else principal
 
 
 class PackageCache:
@@ -207,14 +267,14 @@ def migrated_engine(settings: Settings | None = None) -> Engine:
 
 
 def sync_catalog(engine: Engine, settings: Settings, attempts: int = 5) -> int:
-    """Load the YAML catalog into the database (``store.sync_catalog_files``), safe when several
+    """Load the YAML catalog into the database (``store.catalog.sync_catalog_files``), safe when several
     processes start at once on a fresh database: the loser of a race on the same (policy, version)
     gets a unique-key violation, rolls back and syncs again — then finding the winner's rows."""
     policies = catalog_from_files(settings.catalog_dir).all_entries()
     for attempt in range(1, attempts + 1):
         with Session(engine) as session:
             try:
-                changed = store.sync_catalog_files(session, policies=policies)
+                changed = store_catalog.sync_catalog_files(session, policies=policies)
                 session.commit()
                 return changed
             except IntegrityError:
@@ -226,7 +286,7 @@ def sync_catalog(engine: Engine, settings: Settings, attempts: int = 5) -> int:
 
 
 def published_catalog(session: Session, settings: Settings) -> Catalog:
-    rows = store.published_versions(session)
+    rows = published_versions(session)
     policies = {r.policy_id: Policy.model_validate(r.data) for r in rows}
     return Catalog(entries=policies, fingerprint=catalog_fingerprint(policies), directory=settings.catalog_dir)
 
@@ -256,7 +316,7 @@ def catalog_fingerprint(entries: Mapping[str, Policy]) -> str:
     published rows of a database (file names, comments and key order do not count)."""
     digest = hashlib.sha256()
     for policy_id in sorted(entries):
-        digest.update(f"{policy_id}:{store.canonical_hash(entries[policy_id].model_dump(mode='json'))};".encode())
+        digest.update(f"{policy_id}:{canonical_hash(entries[policy_id].model_dump(mode='json'))};".encode())
     return digest.hexdigest()
 
 
@@ -288,23 +348,51 @@ _MATCHERS: OrderedDict[tuple[str, str, Path], Matcher] = OrderedDict()
 _MATCHERS_LOCK = threading.Lock()
 
 
-def matcher_for(catalog: Catalog, embedder: Embedder, data_dir: Path) -> Matcher:
+def matcher_for(catalog: Catalog, embedder: Embedder, data_dir: Path, *,
+                say: Callable[[str], None] | None = None) -> Matcher:
     """One matcher per (catalog content, model, data dir) and process.
 
     Its vector index lives in ``<data_dir>/indexes/<fingerprint>``: one directory per catalog content, so
-    processes over different catalogs may share a data dir without overwriting each other's index."""
+    processes over different catalogs may share a data dir without overwriting each other's index.
+    ``say`` hears what a first build does and how long it takes (the command line prints it on stderr)."""
     key = (catalog.fingerprint, embedder.model_id, Path(data_dir))
     with _MATCHERS_LOCK:
         found = _MATCHERS.get(key)
         if found is not None:
             _MATCHERS.move_to_end(key)
             return found
-        matcher = Matcher.build(catalog, embedder=embedder,
-                                index_dir=Path(data_dir) / "indexes" / catalog.fingerprint[:16])
+        index_dir = Path(data_dir) / "indexes" / catalog.fingerprint[:16]
+        first = say is not None and not index_dir.exists()
+        with _progress(say if first else None,
+                       f"首次使用：为政策目录的 {len(catalog.entries)} 个条目计算向量、建立索引并拟合检索校准"
+                       "（只在第一次，约需一两分钟；之后直接读取）"):
+            matcher = Matcher.build(catalog, embedder=embedder, index_dir=index_dir)
         _MATCHERS[key] = matcher
         while len(_MATCHERS) > 2:  # the previous catalog's matcher is rarely needed again
             _MATCHERS.popitem(last=False)
         return matcher
+
+
+@contextmanager
+def _progress(say: Callable[[str], None] | None, what: str, every: float = 10.0) -> Iterator[None]:
+    """Long first-use work, told as it goes: what is done, the time so far every ``every`` seconds, and
+    the total at the end (nothing when ``say`` is None)."""
+    if say is None:
+        yield
+        return
+    say(what + "…")
+    started, done = time.monotonic(), threading.Event()
+
+    def tick() -> None:
+        while not done.wait(every):
+            say(f"  …已用 {time.monotonic() - started:.0f} 秒")
+
+    threading.Thread(target=tick, name="policyfit-progress", daemon=True).start()
+    try:
+        yield
+    finally:
+        done.set()
+    say(f"  完成（用时 {time.monotonic() - started:.0f} 秒）")
 
 
 # ---- the command line's catalog, embedder and matcher: from the catalog files of the settings ------------
@@ -318,5 +406,5 @@ def get_embedder() -> Embedder:
     return embedder_for(settings.embedding_model, settings.data_dir)
 
 
-def get_matcher() -> Matcher:
-    return matcher_for(get_catalog(), get_embedder(), get_settings().data_dir)
+def get_matcher(*, say: Callable[[str], None] | None = None) -> Matcher:
+    return matcher_for(get_catalog(), get_embedder(), get_settings().data_dir, say=say)

@@ -47,3 +47,8 @@ def uscc_arg(value: str, name: str = "USCC") -> str:
         return normalize_uscc(value)
     except UsccError as exc:
         fail(f"{name}（统一社会信用代码）：{exc}")
+
+
+def say(line: str) -> None:
+    """Progress and notes on stderr (stdout stays the command's answer, e.g. its JSON)."""
+    typer.echo(line, err=True)

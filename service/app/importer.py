@@ -18,7 +18,8 @@ from sqlmodel import Session
 
 from profiles.fields import FIELDS, PROFILE_FIELDS, Kind
 from profiles.model import ProfileError, parse_profile
-from service import store
+from service.store.enterprises import get_enterprise, upsert_enterprise
+from service.store.values import unstorable
 
 LIST_FIELDS = tuple(f for f in PROFILE_FIELDS if FIELDS[f].kind is Kind.SET)
 INT_FIELDS = ("employees", "patents", "trademarks")
@@ -248,7 +249,7 @@ def validate_row(data: Any, *, json_types: bool) -> Any:
         raise data
     if json_types:
         check_json_types(data)
-    problem = store.unstorable(data)
+    problem = unstorable(data)
     if problem:
         field, reason = problem
         raise ProfileError(field or "row", f"{field}：{reason}" if field else reason)
@@ -270,8 +271,8 @@ def import_file(engine: Engine, path: Path, *, errors_path: Path | None = None, 
     def flush() -> None:
         with Session(engine) as session:
             for profile in pending:
-                existed = store.get_enterprise(session, uscc=profile.uscc) is not None
-                _, changed = store.upsert_enterprise(session, profile=profile)
+                existed = get_enterprise(session, uscc=profile.uscc) is not None
+                _, changed = upsert_enterprise(session, profile=profile)
                 if not changed:
                     report.unchanged += 1
                 elif existed:

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from service.cmdline import JsonFlag, emit_json, fail, in_range, parse_as_of
+from service.cmdline import JsonFlag, emit_json, fail, in_range, parse_as_of, say
 
 app = typer.Typer()
 
@@ -28,7 +28,7 @@ def match(
     from service.app.importer import check_json_types
     from service.bootstrap import get_matcher
     from service.cli.report import render_match
-    from service.store import unstorable
+    from service.store.values import unstorable
 
     try:
         raw = json.loads(profile.read_text(encoding="utf-8"))
@@ -47,7 +47,7 @@ def match(
         fail(str(exc))
     if top is not None:
         in_range("--top", top, 1, 1000)
-    result = get_matcher().match(derive(parsed, when), query=query, top=top)
+    result = get_matcher(say=say).match(derive(parsed, when), query=query, top=top)
     if as_json:
         emit_json(result.model_dump(mode="json"))
     else:
@@ -67,7 +67,7 @@ def search(
     if not text.strip():
         fail("查询内容不能为空")
     in_range("--top", top, 1, 200)
-    matcher = get_matcher()
+    matcher = get_matcher(say=say)
     answer = search_answer(matcher, text, top=top)
     if as_json:
         emit_json(answer)
@@ -94,7 +94,7 @@ def evaluate(as_json: JsonFlag = False) -> None:
     from matching.evaluation.run import ROWS, run
     from service.bootstrap import get_matcher
 
-    report = run(get_matcher())
+    report = run(get_matcher(say=say))
     if as_json:
         emit_json(report)
         return

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from service.cmdline import in_range, parse_as_of
+from service.cmdline import in_range, parse_as_of, say
 
 #: the fictitious sample enterprises shipped with the profiles package
 SAMPLES_DIR = Path(__file__).resolve().parents[2] / "profiles" / "samples"
@@ -53,9 +53,10 @@ def demo_seed(
 
     from profiles.model import parse_profile
     from profiles.synth import SYNTHETIC_LABEL, synthesize
-    from service import store
     from service.bootstrap import migrated_engine
     from service.settings import get_settings
+    from service.store.enterprises import upsert_enterprise
+    from service.store.tokens import create_token, has_token_labelled
 
     in_range("--n", n, 1, 2_000_000)
     engine = migrated_engine()
@@ -64,20 +65,20 @@ def demo_seed(
     with Session(engine) as session:
         created = 0
         for i, record in enumerate(population.records()):
-            _, changed = store.upsert_enterprise(session, profile=parse_profile(record))
+            _, changed = upsert_enterprise(session, profile=parse_profile(record))
             created += changed
             if i % 1000 == 999:
                 session.commit()
         for path in paths:
-            _, changed = store.upsert_enterprise(session, profile=parse_profile(json.loads(path.read_text("utf-8"))))
+            _, changed = upsert_enterprise(session, profile=parse_profile(json.loads(path.read_text("utf-8"))))
             created += changed
         session.commit()
         lines = []
-        if not store.has_token_labelled(session, prefix="演示"):
+        if not has_token_labelled(session, prefix="演示"):
             first = parse_profile(json.loads(paths[0].read_text("utf-8"))).uscc
             for role, label, uscc in (("admin", "演示管理员", None), ("staff", "演示坐席", None),
                                       ("enterprise", "演示企业", first)):
-                secret, _ = store.create_token(session, role=role, label=label, uscc=uscc)
+                secret, _ = create_token(session, role=role, label=label, uscc=uscc)
                 lines.append(f"  {label}（{role}{'，' + uscc if uscc else ''}）：{secret}")
             session.commit()
     typer.echo(f"已载入 {n} 家{SYNTHETIC_LABEL}和 {len(paths)} 家示例企业（{created} 条有变化）")
@@ -104,7 +105,7 @@ def demo(
 
     when = parse_as_of(as_of_)
     catalog = get_catalog()
-    matcher = get_matcher()
+    matcher = get_matcher(say=say)
     typer.echo(f"政策目录：{len(catalog)} 条政策（{catalog_version(catalog)}），评估日期 {when}")
     typer.echo("以下示例企业为虚构样本，仅用于演示。\n")
     for path in samples():

@@ -23,8 +23,9 @@ def tokens_create(
     from sqlmodel import Session
 
     from profiles.uscc import UsccError, normalize_uscc
-    from service import store
     from service.bootstrap import migrated_engine
+    from service.store.tokens import create_token
+    from service.store.values import unstorable
 
     if uscc is not None:
         try:
@@ -35,13 +36,13 @@ def tokens_create(
         in_range("--days", days, 1, 3650)
     if not label.strip() or len(label) > 80:
         fail("--label 不能为空，且不超过80字")
-    problem = store.unstorable(label)  # bytes that are not UTF-8 in argv arrive as lone surrogates
+    problem = unstorable(label)  # bytes that are not UTF-8 in argv arrive as lone surrogates
     if problem:
         fail(f"--label：{problem[1]}")
     expires = dt.datetime.now(dt.UTC) + dt.timedelta(days=days) if days else None
     with Session(migrated_engine()) as session:
         try:
-            secret, row = store.create_token(session, role=role, label=label.strip(), uscc=uscc, expires_at=expires)
+            secret, row = create_token(session, role=role, label=label.strip(), uscc=uscc, expires_at=expires)
         except ValueError as exc:
             fail(str(exc))
         session.commit()
@@ -54,11 +55,11 @@ def tokens_revoke(token_id: Annotated[int, typer.Argument(help="令牌编号（t
     """吊销令牌，立即失效。"""
     from sqlmodel import Session
 
-    from service import store
     from service.bootstrap import migrated_engine
+    from service.store.tokens import revoke_token
 
     with Session(migrated_engine()) as session:
-        if not store.revoke_token(session, token_id=token_id):
+        if not revoke_token(session, token_id=token_id):
             fail(f"令牌 #{token_id} 不存在或已吊销")
         session.commit()
     typer.echo(f"令牌 #{token_id} 已吊销")
@@ -69,10 +70,10 @@ def tokens_list() -> None:
     """列出令牌（不显示令牌本身）。"""
     from sqlmodel import Session
 
-    from service import store
     from service.bootstrap import migrated_engine
+    from service.store.tokens import list_tokens
 
     with Session(migrated_engine()) as session:
-        for t in store.list_tokens(session):
+        for t in list_tokens(session):
             state = "已吊销" if t.revoked_at else ("长期有效" if not t.expires_at else f"有效至{t.expires_at:%Y-%m-%d}")
             typer.echo(f"#{t.id}\t{t.role}\t{t.uscc or '-'}\t{t.label}\t{state}")

@@ -265,7 +265,7 @@ def _tolerate_server_shutdown(engine: Engine) -> None:
             if not _session_ended(dialect, exc, dbapi_connection):
                 raise
 
-    dialect.do_rollback = do_rollback  # type: ignore[method-assign]
+    dialect.do_rollback = do_rollback  # type: ignore[method-assign]  # this engine only: a wrapped method
 
     @event.listens_for(engine, "handle_error")
     def _disconnects(context: Any) -> None:

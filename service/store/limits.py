@@ -25,7 +25,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from sqlalchemy import delete, text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
+from sqlmodel import col
 
 from service.db.tables import RateLimitWindow
 from service.settings import Network
@@ -135,21 +136,19 @@ class RateLimiter:
             return Decision(True)
         return Decision(False, retry_after(counts, limit, now))
 
-    def _purge(self, conn: object, slot: int) -> None:
+    def _purge(self, conn: Connection, slot: int) -> None:
         """Drop slots that left the window (once per slot per worker)."""
         with self._lock:
             if self._purged == slot:
                 return
             self._purged = slot
-        table = RateLimitWindow.__table__  # type: ignore[attr-defined]
-        conn.execute(delete(table).where(table.c.window_no < slot - SLOTS))  # type: ignore[attr-defined]
-        conn.commit()  # type: ignore[attr-defined]
+        conn.execute(delete(RateLimitWindow).where(col(RateLimitWindow.window_no) < slot - SLOTS))
+        conn.commit()
 
     def reset(self) -> None:
         """Forget every count (tests, or an operator lifting a block)."""
-        table = RateLimitWindow.__table__  # type: ignore[attr-defined]
         with self.engine.begin() as conn:
-            conn.execute(delete(table))
+            conn.execute(delete(RateLimitWindow))
 
 
 # explicit types: PostgreSQL cannot infer a parameter used both as a value and in a comparison

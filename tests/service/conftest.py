@@ -25,10 +25,11 @@ from sqlmodel import Session
 from profiles.model import parse_profile
 from profiles.synth import synthesize
 from profiles.uscc import ALPHABET, check_character
-from service import store
 from service.bootstrap import ServiceState
 from service.db.tables import postgres_schema
 from service.settings import Settings
+from service.store.enterprises import upsert_enterprise
+from service.store.tokens import create_token, revoke_token
 
 SAMPLES_DIR = Path(__file__).resolve().parents[2] / "profiles" / "samples"
 SAMPLE_FILES = sorted(SAMPLES_DIR.glob("*.json"))
@@ -105,7 +106,7 @@ class Population:
 @pytest.fixture(scope="session")
 def state(settings: Settings) -> Iterator[ServiceState]:
     """The composition root over this worker's database, with the test population loaded."""
-    service = ServiceState.start(settings)
+    service = ServiceState.start(settings, warm=False)  # the app fixture warms it (_warm), one worker at a time
     try:
         yield service
     finally:
@@ -119,7 +120,7 @@ def population(state: ServiceState) -> Population:
     synthetic = [Firm(r["uscc"], r) for r in synthesize(SYNTHETIC_N, SYNTHETIC_SEED).records()]
     with Session(state.engine) as session:
         for firm in [*samples, *synthetic]:
-            store.upsert_enterprise(session, profile=parse_profile(firm.profile))
+            upsert_enterprise(session, profile=parse_profile(firm.profile))
         session.commit()
     return Population(samples[0], samples[1], samples, synthetic)
 
@@ -128,23 +129,23 @@ def population(state: ServiceState) -> Population:
 def tokens(state: ServiceState, population: Population) -> Tokens:
     yesterday = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
     with Session(state.engine) as session:
-        admin, _ = store.create_token(session, role="admin", label="测试管理员")
-        staff, _ = store.create_token(session, role="staff", label="测试坐席01")
-        firm_a, _ = store.create_token(session, role="enterprise", label="企业A", uscc=population.firm_a.uscc)
-        firm_b, _ = store.create_token(session, role="enterprise", label="企业B", uscc=population.firm_b.uscc)
-        revoked, row = store.create_token(session, role="staff", label="已吊销坐席")
-        expired, _ = store.create_token(session, role="staff", label="过期坐席", expires_at=yesterday)
-        expired_ent, _ = store.create_token(session, role="enterprise", label="过期企业A",
+        admin, _ = create_token(session, role="admin", label="测试管理员")
+        staff, _ = create_token(session, role="staff", label="测试坐席01")
+        firm_a, _ = create_token(session, role="enterprise", label="企业A", uscc=population.firm_a.uscc)
+        firm_b, _ = create_token(session, role="enterprise", label="企业B", uscc=population.firm_b.uscc)
+        revoked, row = create_token(session, role="staff", label="已吊销坐席")
+        expired, _ = create_token(session, role="staff", label="过期坐席", expires_at=yesterday)
+        expired_ent, _ = create_token(session, role="enterprise", label="过期企业A",
                                             uscc=population.firm_a.uscc, expires_at=yesterday)
         session.commit()
-        assert store.revoke_token(session, token_id=row.id)
+        assert revoke_token(session, token_id=row.id)
         session.commit()
     return Tokens(admin, staff, firm_a, firm_b, revoked, expired, expired_ent)
 
 
 @pytest.fixture(scope="session")
 def app(settings: Settings, state: ServiceState, population: Population) -> FastAPI:
-    from service.http.api import create_app
+    from service.http.app import create_app
 
     _warm(settings, state)
     return create_app(settings, state)

@@ -26,10 +26,11 @@ from pydantic import BaseModel
 from sqlmodel import Session
 
 from policies.schema import Policy
-from service import store
 from service.bootstrap import ServiceState
-from service.http.api import create_app, require_admin, require_signed_in, require_staff
+from service.http.app import create_app
+from service.http.deps import require_admin, require_signed_in, require_staff
 from service.settings import Settings
+from service.store.catalog import add_draft, set_status
 from tests.service.conftest import Firm, Population, Tokens, bearer, policy_body
 
 #: The only (method, path) pairs an anonymous caller may use.
@@ -103,7 +104,7 @@ def _role(route: Any) -> Role:
 def endpoints(app: FastAPI) -> list[Endpoint]:
     found = []
     for route in _flatten(list(app.routes)):
-        if getattr(getattr(route, "endpoint", None), "__module__", None) == "service.http.console":
+        if getattr(getattr(route, "endpoint", None), "__module__", None) == "service.http.console.routes":
             continue  # HTML pages signed in by session cookie, not bearer token: tests/console covers them
         for method in sorted((getattr(route, "methods", None) or set()) - {"HEAD", "OPTIONS"}):
             dependant = getattr(route, "dependant", None)
@@ -200,10 +201,10 @@ def sandbox(state: ServiceState) -> Any:
         rule = {"all": [{"field": "employees", "ge": 50}]}
         with Session(state.engine) as session:
             policy = Policy.model_validate({**policy_body(pid, rule), "version": 1})
-            first = store.add_draft(session, policy=policy, author="authz")
+            first = add_draft(session, policy=policy, author="authz")
             session.flush()
-            store.set_status(session, row=first, status="published")
-            store.add_draft(session, policy=policy, author="authz")
+            set_status(session, row=first, status="published")
+            add_draft(session, policy=policy, author="authz")
             session.commit()
         state.invalidate()  # published behind the app's back: the worker's catalog would lag freshness_seconds
         return pid

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from typing import Any
@@ -19,9 +20,13 @@ from sqlmodel import Session
 
 from profiles.features import derive
 from profiles.model import parse_profile
-from service import store
 from service.bootstrap import PackageCache, ServiceState
-from service.http.api import create_app
+from service.db.tables import utcnow
+from service.http.app import create_app
+from service.store.catalog import _bump_catalog, catalog_revision
+from service.store.enterprises import get_enterprise
+from service.store.tokens import create_token, revoke_token
+from service.store.values import hash_token
 from tests.service.conftest import Population, Tokens, bearer, make_uscc, sample
 
 
@@ -35,10 +40,10 @@ def test_cached_package_equals_the_freshly_computed_one(client: TestClient, stat
     assert first.status_code == again.status_code == 200
     assert first.content == again.content
     with Session(state.engine) as session:
-        row = store.get_enterprise(session, uscc=firm.uscc)
+        row = get_enterprise(session, uscc=firm.uscc)
         assert row is not None
         fresh = state.matcher(session).match(derive(parse_profile(row.profile), dt.date(2024, 6, 1)), query="贷款")
-    assert json.loads(again.content)["package"] == json.loads(json.dumps(fresh["package"]))
+    assert json.loads(again.content)["package"] == fresh.model_dump(mode="json")["package"]
     # the cut and the query are part of the key
     top2 = client.get(url, params={**params, "top": 2}, headers=bearer(tokens.firm_a)).json()
     assert [e["policy_id"] for e in top2["package"]] == [e["policy_id"] for e in first.json()["package"][:2]]
@@ -47,7 +52,7 @@ def test_cached_package_equals_the_freshly_computed_one(client: TestClient, stat
 def test_a_changed_profile_is_never_answered_from_the_cache(client: TestClient) -> None:
     uscc = make_uscc(7701)
     with Session(client.app.state.service.engine) as session:  # type: ignore[attr-defined]
-        secret, _ = store.create_token(session, role="enterprise", label="缓存测试", uscc=uscc)
+        secret, _ = create_token(session, role="enterprise", label="缓存测试", uscc=uscc)
         session.commit()
     profile = sample(0) | {"uscc": uscc, "name": "缓存测试企业（合成）", "employees": 86}
     assert client.put(f"/v1/enterprises/{uscc}", json=profile, headers=bearer(secret)).status_code == 200
@@ -70,7 +75,7 @@ def strict_app(settings: Any, state: ServiceState) -> Any:
 
 def _new_staff_token(engine: Any) -> tuple[str, int]:
     with Session(engine) as session:
-        secret, row = store.create_token(session, role="staff", label="缓存测试坐席")
+        secret, row = create_token(session, role="staff", label="缓存测试坐席")
         session.commit()
         assert row.id is not None
         return secret, row.id
@@ -78,7 +83,7 @@ def _new_staff_token(engine: Any) -> tuple[str, int]:
 
 def _revoke(engine: Any, token_id: int) -> None:
     with Session(engine) as session:
-        assert store.revoke_token(session, token_id=token_id)
+        assert revoke_token(session, token_id=token_id)
         session.commit()
 
 
@@ -100,9 +105,9 @@ def test_revocation_is_seen_after_the_freshness_window(client: TestClient, state
     _revoke(state.engine, token_id)
     # inside the window the worker may still trust what it read; past it (simulated by forgetting
     # when it last checked) it must ask again and refuse
-    key = store.hash_token(secret)
-    checked, principal, expires = state._tokens[key]
-    state._tokens[key] = (checked - state.settings.freshness_seconds - 1, principal, expires)
+    key = hash_token(secret)
+    checked, principal = state._tokens[key]
+    state._tokens[key] = (checked - state.settings.freshness_seconds - 1, principal)
     assert client.get(url, headers=bearer(secret)).status_code == 401
 
 
@@ -111,9 +116,11 @@ def test_an_expiry_is_checked_on_every_request_even_when_cached(client: TestClie
     secret, token_id = _new_staff_token(state.engine)
     url = f"/v1/enterprises/{population.firm_a.uscc}"
     assert client.get(url, headers=bearer(secret)).status_code == 200
-    key = store.hash_token(secret)
-    checked, principal, _ = state._tokens[key]
-    state._tokens[key] = (checked, principal, store.utcnow() - dt.timedelta(seconds=1))  # it just expired
+    key = hash_token(secret)
+    checked, principal = state._tokens[key]
+    assert principal is not None
+    just_expired = dataclasses.replace(principal, expires_at=utcnow() - dt.timedelta(seconds=1))
+    state._tokens[key] = (checked, just_expired)  # it just expired
     assert client.get(url, headers=bearer(secret)).status_code == 401
 
 
@@ -122,15 +129,15 @@ def test_catalog_revision_is_reread_after_the_window(state: ServiceState) -> Non
         # an earlier publish that no request has rebuilt the matcher for yet leaves the database's revision
         # ahead of the one this worker built with; the worker catches up on its next matcher() call
         state.matcher(session)
-        store._bump_catalog(session)
+        _bump_catalog(session)
         session.commit()
         state.invalidate()
         state.matcher(session)
         revision = state.catalog_revision(session)
-        assert revision == store.catalog_revision(session)
+        assert revision == catalog_revision(session)
         assert state.catalog_revision(session) == revision  # inside the window: trusted, no database read
         state.invalidate()
-        assert state.catalog_revision(session) == store.catalog_revision(session)
+        assert state.catalog_revision(session) == catalog_revision(session)
 
 
 def test_package_cache_is_a_bounded_lru() -> None:

@@ -18,10 +18,10 @@ from sqlmodel import Session
 from typer.testing import CliRunner
 
 from profiles.model import ProfileError, parse_profile
-from service import store
 from service.app.importer import import_file
 from service.bootstrap import ServiceState
 from service.db.tables import Enterprise
+from service.store.tokens import create_token
 from tests.service.conftest import bearer, make_uscc, sample
 
 FUTURE = ["2100-01-01", "9999-12-31"]
@@ -38,7 +38,7 @@ def _fresh(state: ServiceState) -> tuple[str, dict[str, Any], str]:
     uscc = make_uscc(uuid.uuid4().int % 31**9, prefix="91320302")
     profile = sample(0) | {"uscc": uscc, "name": f"日期测试企业{uscc[-6:]}有限公司"}
     with Session(state.engine) as session:
-        token, _ = store.create_token(session, role="enterprise", label=f"日期测试{uscc[-6:]}", uscc=uscc)
+        token, _ = create_token(session, role="enterprise", label=f"日期测试{uscc[-6:]}", uscc=uscc)
         session.commit()
     return uscc, profile, token
 
@@ -157,7 +157,7 @@ def test_importer_refuses_bad_dates(state: ServiceState, tmp_path: Path) -> None
 # ---- console form (calculator and the staff edit form) ------------------------------------------------
 @pytest.mark.parametrize("value", ["2100-01-01", "9999-12-31", "2024-06-01T00:00:00"])
 def test_console_form_refuses(value: str) -> None:
-    from service.http.console import profile_from_form
+    from service.http.console.forms import profile_from_form
 
     form = {"name": ["表单日期测试有限公司"], "industry_code": ["C3411"], "established_on": [value]}
     with pytest.raises(ProfileError) as caught:

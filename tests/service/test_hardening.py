@@ -25,12 +25,16 @@ from sqlalchemy import text
 from sqlmodel import Session, SQLModel, select
 
 from policies.schema import Policy
-from service import store
 from service.bootstrap import ServiceState
-from service.db.tables import Feedback
-from service.http.api import create_app
+from service.db.tables import Enterprise, Feedback
+from service.http.app import create_app
 from service.settings import Settings, parse_networks
+from service.store import catalog as store_catalog
+from service.store.catalog import add_draft, set_status
+from service.store.enterprises import get_enterprise
 from service.store.limits import RateLimiter, client_address
+from service.store.tokens import token_for
+from service.store.values import hash_token, unstorable
 from tests.service.conftest import Population, Tokens, bearer, policy_body, sample
 from tests.service.test_authz import ENDPOINTS, Endpoint, Target, build_request
 
@@ -102,10 +106,10 @@ def sandbox_policy(state: ServiceState) -> str:
     pid = f"screen-{uuid.uuid4().hex[:10]}"
     with Session(state.engine) as session:
         policy = Policy.model_validate({**a_policy(pid), "version": 1})
-        first = store.add_draft(session, policy=policy, author="screen")
+        first = add_draft(session, policy=policy, author="screen")
         session.flush()
-        store.set_status(session, row=first, status="published")
-        store.add_draft(session, policy=policy, author="screen")
+        set_status(session, row=first, status="published")
+        add_draft(session, policy=policy, author="screen")
         session.commit()
     state.invalidate()
     return pid
@@ -148,7 +152,7 @@ def test_the_fault_2_reproduction_put_with_uppercase_media_type(client: TestClie
                             headers={"content-type": "APPLICATION/JSON"})
         assert match.status_code == 422 and match.json()["field"] == f"profile.{field}", match.text
     with Session(state.engine) as session:
-        row = store.get_enterprise(session, uscc=firm.uscc)
+        row = get_enterprise(session, uscc=firm.uscc)
         assert row is not None and row.profile == firm.profile
     # a clean body with an odd-cased type is still read as JSON and accepted
     ok = client.put(f"/v1/enterprises/{firm.uscc}", content=json.dumps(firm.profile).encode(),
@@ -159,8 +163,8 @@ def test_the_fault_2_reproduction_put_with_uppercase_media_type(client: TestClie
 def test_a_postgres_text_column_never_sees_a_nul(client: TestClient, state: ServiceState) -> None:
     """After the sweeps: no stored profile holds a NUL or a lone surrogate (both databases)."""
     with Session(state.engine) as session:
-        for row in session.exec(select(store.Enterprise)):  # type: ignore[attr-defined]
-            assert store.unstorable(row.profile) is None, row.uscc
+        for row in session.exec(select(Enterprise)):
+            assert unstorable(row.profile) is None, row.uscc
 
 
 def test_cli_match_refuses_nul_and_lone_surrogates(tmp_path: Path) -> None:
@@ -203,7 +207,7 @@ def test_the_importer_refuses_nul_and_lone_surrogates_row_by_row(state: ServiceS
     found = stored(state.engine, codes)
     assert set(found) == {codes[0], codes[3], codes[4]}
     for row in found.values():
-        assert store.unstorable(row.profile) is None
+        assert unstorable(row.profile) is None
 
 
 # ---- fault 9: protective headers -----------------------------------------------------------------------
@@ -245,7 +249,7 @@ def test_an_unexpected_error_is_a_chinese_500_with_the_headers(app: FastAPI, cli
     def broken(*_: Any, **__: Any) -> Any:
         raise RuntimeError("simulated bug")
 
-    monkeypatch.setattr(store, "published_versions", broken)
+    monkeypatch.setattr(store_catalog, "published_versions", broken)
     raw = TestClient(app, raise_server_exceptions=False)  # not entered: the session client ran the lifespan
     response = raw.get("/v1/policies")
     assert response.status_code == 500
@@ -356,7 +360,7 @@ def test_token_holders_are_limited_per_token_with_overrides(client: TestClient, 
     payload = {"profile": sample(1)}
     monkeypatch.setattr(state.settings, "token_rate_per_minute", 3)
     with Session(state.engine) as session:
-        staff_id = store.token_for(session, token_hash=store.hash_token(tokens.staff)).id  # type: ignore[union-attr]
+        staff_id = token_for(session, token_hash=hash_token(tokens.staff)).id  # type: ignore[union-attr]
     monkeypatch.setattr(state.settings, "token_rate_overrides", {staff_id: 5})
     firm_codes = [client.post("/v1/match", json=payload, headers=bearer(tokens.firm_b)).status_code for _ in range(5)]
     staff_codes = [client.post("/v1/match", json=payload, headers=bearer(tokens.staff)).status_code for _ in range(7)]

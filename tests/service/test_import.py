@@ -15,10 +15,10 @@ import pytest
 from sqlmodel import Session, select
 from typer.testing import CliRunner
 
-from service import store
 from service.app.importer import import_file
 from service.bootstrap import ServiceState
 from service.db.tables import Enterprise
+from service.store.enterprises import enterprise_revision
 from tests.service.conftest import Population, make_uscc, sample
 
 COLUMNS = ["uscc", "name", "entity_type", "region", "industry_code", "established_on", "employees",
@@ -110,12 +110,12 @@ def test_reimporting_the_same_file_changes_nothing(state: ServiceState,
     import_file(state.engine, path)
     before = {u: (r.updated_at, r.content_hash) for u, r in stored(state.engine, ok).items()}
     with Session(state.engine) as session:
-        revision = store.enterprise_revision(session)
+        revision = enterprise_revision(session)
     again = import_file(state.engine, path)
     assert (again.created, again.updated, again.unchanged, again.rejected) == (0, 0, 3, 6)
     assert {u: (r.updated_at, r.content_hash) for u, r in stored(state.engine, ok).items()} == before
     with Session(state.engine) as session:
-        assert store.enterprise_revision(session) == revision
+        assert enterprise_revision(session) == revision
 
 
 def test_jsonl_import_with_good_and_bad_lines(state: ServiceState, tmp_path: Path) -> None:

@@ -134,19 +134,20 @@ def _seed(url: str, data_dir: Path) -> tuple[list[str], str, str]:
 
     from profiles.model import parse_profile
     from profiles.synth import synthesize
-    from service import store
     from service.bootstrap import ServiceState
     from service.settings import Settings
+    from service.store.enterprises import upsert_enterprise
+    from service.store.tokens import create_token
 
-    state = ServiceState.start(Settings(database_url=url, data_dir=data_dir))
+    state = ServiceState.start(Settings(database_url=url, data_dir=data_dir), warm=False)
     try:
         with Session(state.engine) as session:
             usccs = []
             for record in synthesize(6, seed=7).records():
-                row, _ = store.upsert_enterprise(session, profile=parse_profile(record))
+                row, _ = upsert_enterprise(session, profile=parse_profile(record))
                 usccs.append(row.uscc)
-            ent_secret, _ = store.create_token(session, role="enterprise", label="outage-test", uscc=usccs[0])
-            staff_secret, _ = store.create_token(session, role="staff", label="outage-test-staff")
+            ent_secret, _ = create_token(session, role="enterprise", label="outage-test", uscc=usccs[0])
+            staff_secret, _ = create_token(session, role="staff", label="outage-test-staff")
             session.commit()
             state.matcher(session)
     finally:

@@ -38,10 +38,10 @@ from sqlmodel import Session
 
 from policies.schema import Policy
 from profiles.uscc import UsccError, normalize_uscc
-from service import store
 from service.bootstrap import ServiceState
-from service.http.api import create_app
+from service.http.app import create_app
 from service.settings import Settings
+from service.store.catalog import add_draft, latest_versions, policy_versions, set_status
 from tests.service.conftest import Population, Tokens, make_uscc, policy_body
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
@@ -82,15 +82,15 @@ def fuzz_schema(app: FastAPI, client: Any) -> Any:
 def guard(state: ServiceState, population: Population) -> Callable[[Any], None]:
     """Keep destructive admin calls away from the catalog and the stored firms other tests read."""
     with Session(state.engine) as session:
-        if not store.policy_versions(session, policy_id=SANDBOX_POLICY):
+        if not policy_versions(session, policy_id=SANDBOX_POLICY):
             policy = Policy.model_validate({**policy_body(SANDBOX_POLICY, {"all": [{"field": "employees", "ge": 50}]}),
                                             "version": 1})
-            first = store.add_draft(session, policy=policy, author="fuzz")
+            first = add_draft(session, policy=policy, author="fuzz")
             session.flush()
-            store.set_status(session, row=first, status="published")
-            store.add_draft(session, policy=policy, author="fuzz")
+            set_status(session, row=first, status="published")
+            add_draft(session, policy=policy, author="fuzz")
             session.commit()
-        protected_policies = {r.policy_id for r in store.latest_versions(session)} - {SANDBOX_POLICY}
+        protected_policies = {r.policy_id for r in latest_versions(session)} - {SANDBOX_POLICY}
     protected_firms = {f.uscc for f in population.all}
 
     def apply(case: Any) -> None:

@@ -8,11 +8,13 @@ back and load again, finding the winner's rows).
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -22,11 +24,12 @@ import pytest
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from service import store
+from profiles.model import parse_profile
 from service.bootstrap import sync_catalog
 from service.db.migrate import upgrade
 from service.db.tables import PolicyVersion, make_engine
 from service.settings import Settings
+from service.store import catalog as store_catalog
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,7 +38,7 @@ def test_a_worker_that_loses_the_catalog_race_loads_again(tmp_path: Path, monkey
     settings = Settings(database_url=f"sqlite:///{tmp_path / 'race.db'}", data_dir=tmp_path)
     engine = make_engine(settings.database_url)
     upgrade(engine)
-    real = store.sync_catalog_files
+    real = store_catalog.sync_catalog_files
     calls = 0
 
     def racing(session: Session, *, policies: Any) -> int:
@@ -49,7 +52,7 @@ def test_a_worker_that_loses_the_catalog_race_loads_again(tmp_path: Path, monkey
             raise IntegrityError("INSERT INTO policy_version …", {}, Exception("UNIQUE constraint failed"))
         return real(session, policies=policies)
 
-    monkeypatch.setattr(store, "sync_catalog_files", racing)
+    monkeypatch.setattr(store_catalog, "sync_catalog_files", racing)
     assert sync_catalog(engine, settings) == 0  # the second attempt finds every row in place
     assert calls == 2
     with Session(engine) as session:
@@ -106,3 +109,57 @@ def test_serve_with_two_workers_starts_on_a_fresh_database(tmp_path: Path) -> No
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         log.close()
+
+
+def test_readyz_says_warming_until_the_pages_indexes_are_built(tmp_path: Path, settings: Settings,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A started worker builds the policy matcher and the enterprise-side index in the background:
+    /healthz answers at once, /readyz answers 503 ``warming`` with the progress until both are built,
+    then 200 ``ready`` — and the first policy page finds the enterprise index already there."""
+    from fastapi.testclient import TestClient
+
+    from service.bootstrap import ServiceState
+    from service.http.app import create_app
+    from service.store.enterprises import upsert_enterprise
+
+    fresh = settings.model_copy(update={"database_url": f"sqlite:///{tmp_path / 'warm.db'}"})  # shared data dir
+    engine = make_engine(fresh.database_url)
+    upgrade(engine)
+    with Session(engine) as session:
+        for path in sorted((ROOT / "profiles" / "samples").glob("*.json")):
+            upsert_enterprise(session, profile=parse_profile(json.loads(path.read_text("utf-8"))))
+        session.commit()
+    engine.dispose()
+    gate = threading.Event()
+    real = ServiceState.enterprise_index
+
+    def slow(self: ServiceState, population: Any) -> Any:  # the enterprise index takes its time
+        assert gate.wait(120)
+        return real(self, population)
+
+    monkeypatch.setattr(ServiceState, "enterprise_index", slow)
+    state = ServiceState.start(fresh)  # warm=True: what `policyfit serve` workers do
+    try:
+        with TestClient(create_app(fresh, state)) as client:
+            assert client.get("/healthz").status_code == 200
+            deadline = time.monotonic() + 600  # a cold embedding cache on a busy machine: minutes
+            while True:  # the policy index is built first (from the shared embedding cache)
+                warming = client.get("/readyz")
+                assert warming.status_code == 503, warming.text
+                progress = warming.json()["progress"]
+                assert warming.json()["status"] == "warming"
+                if progress["enterprise_index"] == "building" or time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
+            assert progress["policy_index"] == "ready" and progress["enterprise_index"] == "building"
+            assert progress["enterprises"] == 6
+            gate.set()
+            assert state._warm_thread is not None
+            state._warm_thread.join(120)
+            ready = client.get("/readyz")
+            assert ready.status_code == 200 and ready.json()["status"] == "ready", ready.text
+            assert ready.json()["catalog_version"].startswith("catalog-")
+            assert state._enterprise_index is not None  # built before ready, not on the first page
+    finally:
+        gate.set()
+        state.engine.dispose()

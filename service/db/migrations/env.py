@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from alembic import context
+from sqlalchemy.engine import Connection
 from sqlmodel import SQLModel
 
 import service.db.tables  # noqa: F401  (registers the tables)
@@ -23,14 +24,16 @@ def run_migrations_online() -> None:
     if connectable is None:
         from service.db.tables import make_engine
 
-        connectable = make_engine(config.get_main_option("sqlalchemy.url"))
+        url = config.get_main_option("sqlalchemy.url")
+        assert url, "alembic: sqlalchemy.url is not set"
+        connectable = make_engine(url)
         with connectable.connect() as connection:
             _run(connection)
     else:
         _run(connectable)
 
 
-def _run(connection) -> None:  # type: ignore[no-untyped-def]
+def _run(connection: Connection) -> None:
     context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
     with context.begin_transaction():
         context.run_migrations()
