@@ -161,10 +161,10 @@ def _choices(expected: object) -> str:
     return "、".join(names) if names else str(expected)
 
 
-def pydantic_message(err: Any) -> str:
-    """One pydantic error of a catalog entry (``err`` from ``ValidationError.errors()``) in Chinese.
-
-    Mirrors ``service.http.api._chinese``; value errors raised by our own validators are Chinese already.
+def pydantic_message(err: Any, *, json_body: bool = False) -> str:
+    """One pydantic error (``err`` from ``ValidationError.errors()``) in Chinese: the one rendering of
+    validation errors, for catalog files and for the API's request bodies (``json_body``: an object is a
+    JSON对象 there, not a YAML mapping). Value errors raised by our own validators are Chinese already.
     """
     kind, ctx = err["type"], err.get("ctx") or {}
     loc = [str(p) for p in err.get("loc", ())]
@@ -179,6 +179,7 @@ def pydantic_message(err: Any) -> str:
         return f"取值{show_value(got)}无效，应为 {_choices(ctx.get('expected', ''))} 之一"
     if kind == "extra_forbidden":
         return f"未知字段“{loc[-1] if loc else ''}”"
+    mapping = "应为JSON对象" if json_body else "应为映射（键: 值）"
     fixed = {
         "int_parsing": "应为整数",
         "int_type": "应为整数",
@@ -193,9 +194,11 @@ def pydantic_message(err: Any) -> str:
         "date_type": "应为日期（YYYY-MM-DD）",
         "date_from_datetime_parsing": "应为日期（YYYY-MM-DD）",
         "date_from_datetime_inexact": "应为日期（YYYY-MM-DD），不含时间",
-        "dict_type": "应为映射（键: 值）",
-        "model_type": "应为映射（键: 值）",
-        "model_attributes_type": "应为映射（键: 值）",
+        "dict_type": mapping,
+        "model_type": mapping,
+        "model_attributes_type": mapping,
+        "json_invalid": "不是有效的JSON",
+        "missing_argument": "必填",
         "list_type": "应为列表",
         "tuple_type": "应为列表",
         "string_pattern_mismatch": "格式不正确",

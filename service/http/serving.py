@@ -8,7 +8,7 @@ that timeout added: from the moment a connection opens, and from the first byte 
 request on it, the complete headers must arrive within ``POLICYFIT_HEADER_TIMEOUT_SECONDS`` (10 s by
 default) and stay under ``MAX_HEADER_BYTES``; otherwise the client gets 408 (or 431) and the
 connection is closed. A body that does not arrive within ``POLICYFIT_BODY_TIMEOUT_SECONDS`` after its
-headers is answered 408 by the app (``service.http.api.BodyLimit``).
+headers is answered 408 by the app (``service.http.middleware.BodyLimit``).
 """
 
 from __future__ import annotations

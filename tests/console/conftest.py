@@ -87,7 +87,7 @@ def sign_in(c: TestClient, token: str) -> str:
 @pytest.fixture(scope="session")
 def live_server(settings: Settings, state: ServiceState, app: FastAPI, tokens: Tokens) -> Iterator[str]:
     """uvicorn serving a second app over the same state and database, on a free port, in a thread."""
-    from service.http.api import create_app
+    from service.http.app import create_app
 
     served = create_app(settings, state)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -18,8 +18,8 @@ from sqlmodel import Session
 
 from profiles.features import derive
 from profiles.model import parse_profile
-from service import store
 from service.bootstrap import ServiceState
+from service.store.enterprises import get_enterprise
 from tests.service.conftest import Population, Tokens, bearer, make_uscc, sample
 
 pytestmark = pytest.mark.xdist_group("browser")
@@ -69,7 +69,7 @@ def visit(browser: Any, live_server: str, screenshots: Path) -> Iterator[Visit]:
 
 def package_of(state: ServiceState, profile: dict[str, Any]) -> dict[str, Any]:
     with Session(state.engine) as session:
-        return state.matcher(session).match(derive(parse_profile(profile), dt.date.today()))
+        return state.matcher(session).match(derive(parse_profile(profile), dt.date.today())).model_dump(mode="json")
 
 
 def test_a_wrong_token_is_refused(visit: Visit, tokens: Tokens) -> None:
@@ -130,7 +130,7 @@ def test_find_a_firm_open_its_package_and_run_a_whatif(visit: Visit, tokens: Tok
     assert page.evaluate("document.activeElement.id") == "whatif-result"
     visit.shot("05-whatif")
     with Session(state.engine) as session:  # a what-if writes nothing
-        row = store.get_enterprise(session, uscc=firm.uscc)
+        row = get_enterprise(session, uscc=firm.uscc)
         assert row is not None and row.profile["listing_status"] == "unlisted"
 
     page.set_viewport_size(PHONE)
@@ -191,7 +191,7 @@ def test_the_calculator_works_without_signing_in_or_javascript(browser: Any, liv
         assert page.locator("#possible > summary").inner_text().startswith("还需补充的信息")
         visit.shot("10-calculator-result")
         with Session(state.engine) as session:  # nothing stored
-            assert store.get_enterprise(session, uscc=profile["uscc"]) is None
+            assert get_enterprise(session, uscc=profile["uscc"]) is None
 
         page.locator("#edit > summary").click()  # the form, collapsed under the answer, opens without JS
         page.get_by_label("从业人员（人）").fill("-3")

@@ -16,11 +16,14 @@ from sqlmodel import Session, func, select
 from profiles.features import derive
 from profiles.fields import FIELDS, PROFILE_FIELDS
 from profiles.model import ProfileError, parse_profile
-from service import store
 from service.bootstrap import ServiceState
 from service.db.tables import ApiToken, AuditLog, Enterprise
-from service.http.console import NONE_OPTION, SESSION_COOKIE, ask_list, profile_from_form
-from service.http.console import router as console_router
+from service.http.console.forms import NONE_OPTION, profile_from_form
+from service.http.console.pages import ask_list
+from service.http.console.routes import router as console_router
+from service.http.console.session import SESSION_COOKIE
+from service.store.enterprises import get_enterprise, upsert_enterprise
+from service.store.tokens import create_token, revoke_token
 from tests.console.conftest import csrf_of, sign_in
 from tests.service.conftest import Population, Tokens, bearer, make_uscc, sample
 
@@ -40,7 +43,7 @@ def audit_rows(state: ServiceState, **where: Any) -> list[AuditLog]:
 
 def stored(state: ServiceState, uscc: str) -> Enterprise | None:
     with Session(state.engine) as session:
-        return store.get_enterprise(session, uscc=uscc)
+        return get_enterprise(session, uscc=uscc)
 
 
 def enterprise_count(state: ServiceState) -> int:
@@ -52,7 +55,7 @@ def new_firm(state: ServiceState, seed: int, **changes: Any) -> dict[str, Any]:
     """A firm of its own for a test that writes (a copy of sample 0 under a new USCC)."""
     profile = {**sample(0), "uscc": make_uscc(seed, "91320311"), "name": f"控制台测试企业{seed}有限公司", **changes}
     with Session(state.engine) as session:
-        store.upsert_enterprise(session, profile=parse_profile(profile))
+        upsert_enterprise(session, profile=parse_profile(profile))
         session.commit()
     return profile
 
@@ -161,7 +164,7 @@ def test_sign_in_without_the_login_form_cookie_is_refused(web: TestClient, token
 
 def _own_staff_token(state: ServiceState, label: str) -> tuple[str, int]:
     with Session(state.engine) as session:
-        token, row = store.create_token(session, role="staff", label=label)
+        token, row = create_token(session, role="staff", label=label)
         session.commit()
         assert row.id is not None
         return token, row.id
@@ -173,7 +176,7 @@ def test_revoking_the_token_ends_the_session(web: TestClient, state: ServiceStat
     page = f"/console/enterprises/{population.firm_b.uscc}"
     assert web.get(page).status_code == 200
     with Session(state.engine) as session:
-        assert store.revoke_token(session, token_id=token_id)
+        assert revoke_token(session, token_id=token_id)
         session.commit()
     response = web.get(page, follow_redirects=False)
     assert response.status_code == 303
@@ -542,8 +545,9 @@ def test_questions_are_grouped_so_one_answer_settles_many_policies(state: Servic
     # the guarantee firm's size cannot be derived (金融业): one answer about its size settles several policies
     profile = {k: v for k, v in sample(5).items() if k not in ("flags", "trade")}
     with Session(state.engine) as session:
-        result = state.matcher(session).match(derive(parse_profile(profile), dt.date.today()))
-    staff, firm = ask_list(result, True), ask_list(result, False)
+        answer = state.matcher(session).match(derive(parse_profile(profile), dt.date.today()))
+    result = answer.model_dump(mode="json")
+    staff, firm = ask_list(answer, True), ask_list(answer, False)
     fields = [a["field"] for a in result["questions"]]
     assert len(fields) == len(set(fields))  # each field asked once
     assert [a["question"] for a in staff] == [a["ask_staff"] for a in result["questions"]]

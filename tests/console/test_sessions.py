@@ -15,18 +15,20 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 from typer.testing import CliRunner
 
-from service import store
 from service.bootstrap import ServiceState
 from service.db.tables import ConsoleSession, make_engine
-from service.http.console import SESSION_COOKIE, csrf_for
+from service.http.console.session import SESSION_COOKIE, csrf_for
 from service.settings import Settings
+from service.store.console_sessions import console_session_for, end_console_session
+from service.store.tokens import create_token, revoke_token
+from service.store.values import as_utc
 from tests.console.conftest import csrf_of, sign_in
 from tests.service.conftest import Population, Tokens, bearer
 
 
 def _staff_token(state: ServiceState, label: str, role: str = "staff") -> tuple[str, int]:
     with Session(state.engine) as session:
-        token, row = store.create_token(session, role=role, label=label)
+        token, row = create_token(session, role=role, label=label)
         session.commit()
         assert row.id is not None
         return token, row.id
@@ -120,9 +122,9 @@ def test_the_session_lives_in_the_database_for_every_worker(web: TestClient, sta
     try:
         limits = {"idle": dt.timedelta(minutes=30), "lifetime": dt.timedelta(hours=12)}
         with Session(engine) as session:
-            principal, reason = store.console_session_for(session, session_id=session_id, **limits)
+            principal, reason = console_session_for(session, session_id=session_id, **limits)
             assert principal is not None and principal.token_id == token_id and reason == ""
-            assert store.end_console_session(session, session_id=session_id)  # "worker B" ends it
+            assert end_console_session(session, session_id=session_id)  # "worker B" ends it
             session.commit()
     finally:
         engine.dispose()
@@ -164,7 +166,7 @@ def test_revoking_a_token_ends_every_session_opened_with_it(app: FastAPI, state:
         sign_in(browsers[2], keep)
         assert len(_rows_of(state, token_id)) == 2
         with Session(state.engine) as session:
-            assert store.revoke_token(session, token_id=token_id)
+            assert revoke_token(session, token_id=token_id)
             session.commit()
         assert _rows_of(state, token_id) == []  # deleted on the server, not merely refused
         for b in browsers[:2]:
@@ -227,7 +229,7 @@ def test_idle_expiry(web: TestClient, other: TestClient, state: ServiceState) ->
     assert web.get("/console").status_code == 200
     row = _row(state, session_id)
     assert row is not None
-    assert dt.datetime.now(dt.UTC) - store.as_utc(row.last_seen_at) < dt.timedelta(minutes=1)
+    assert dt.datetime.now(dt.UTC) - as_utc(row.last_seen_at) < dt.timedelta(minutes=1)
     # past it: the session is over and deleted; a copy of the cookie opens nothing either
     _age(state, session_id, last_seen_at=dt.timedelta(minutes=idle, seconds=1))
     response = web.get("/console", follow_redirects=False)

@@ -1,0 +1,152 @@
+"""The console's and the calculator's profile form: a stored profile as form values, a submitted form as a
+profile (with every problem named in Chinese, without field codes), and what a what-if change did."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import unicodedata
+from typing import Any
+
+from matching.results import MatchResult
+from profiles.fields import FIELDS, PROFILE_FIELDS, Kind
+from profiles.labels import value_text
+from profiles.model import EnterpriseProfile, ProfileError, parse_profile
+from service.app.importer import INT_FIELDS
+
+NONE_OPTION = "__none__"  # "以上均无": a list field stated as empty (a list with nothing ticked is unknown)
+
+#: The calculator asks for no code and no name (it stores nothing and identifies nobody); the profile
+#: model needs both, so an anonymous calculation carries these two fixed values, which no page shows.
+ANONYMOUS = {"uscc": "91320300000000000F", "name": "政策计算器（匿名试算）"}
+#: Fields the public calculator leaves out of its form.
+CALCULATOR_SKIPS = ("uscc", "name")
+
+#: Fields shown in the form as a text area rather than a one-line input.
+LONG_TEXT = ("business_scope", "needs")
+
+
+def today() -> dt.date:
+    return dt.date.today()
+
+
+def label(name: str) -> str:
+    """A field as a person reads it on a page: its Chinese label only (no field code)."""
+    return FIELDS[name].label if name in FIELDS else name
+
+
+def page_message(name: str, message: str) -> str:
+    """A validation message for a page: ``employees（从业人员）不能小于0`` → ``从业人员不能小于0`` (the
+    field codes stay in the API's and CLI's messages, where integrators read them)."""
+    if name in FIELDS:
+        return message.replace(f"{name}（{FIELDS[name].label}）", FIELDS[name].label)
+    return message
+
+
+def form_values(profile: dict[str, Any]) -> dict[str, Any]:
+    """A stored profile as the form shows it: scalars as text, lists as lists (empty = 以上均无)."""
+    values: dict[str, Any] = {}
+    for name in PROFILE_FIELDS:
+        value = profile.get(name)
+        if value is None:
+            continue
+        if isinstance(value, list):
+            values[name] = list(value) or [NONE_OPTION]
+        elif isinstance(value, bool):
+            values[name] = "true" if value else "false"
+        elif isinstance(value, float) and value.is_integer():
+            values[name] = str(int(value))
+        else:
+            values[name] = str(value)
+    return values
+
+
+def raw_values(form: dict[str, list[str]]) -> dict[str, Any]:
+    """What the person typed, to put back into the form next to an error."""
+    return {name: (form.get(name, []) if FIELDS[name].kind is Kind.SET else (form.get(name) or [""])[0])
+            for name in PROFILE_FIELDS if name in form}
+
+
+def profile_from_form(form: dict[str, list[str]], *, uscc: str | None = None,
+                      anonymous: bool = False) -> EnterpriseProfile:
+    """The profile a form describes: empty inputs are unknown, numbers may use full-width digits and
+    thousands separators. Raises ProfileError with every problem, each naming its field in Chinese.
+    ``anonymous``: the calculator's form, without code and name (any sent are ignored)."""
+    data: dict[str, Any] = {}
+    errors: list[tuple[str, str]] = []
+    for name in PROFILE_FIELDS:
+        if anonymous and name in CALCULATOR_SKIPS:
+            continue
+        spec = FIELDS[name]
+        if spec.kind is Kind.SET:
+            chosen = [v for v in form.get(name, []) if v]
+            if NONE_OPTION in chosen:
+                if len(chosen) > 1:
+                    errors.append((name, f"{label(name)}：不能同时勾选“以上均无”和具体项"))
+                data[name] = []
+            elif chosen:
+                data[name] = chosen
+            continue
+        raw = (form.get(name) or [""])[0].strip()
+        if not raw:
+            continue
+        if spec.kind is Kind.BOOL:
+            if raw.lower() not in ("true", "false"):
+                errors.append((name, f"{label(name)}：请选择“是”“否”或“不清楚”"))
+                continue
+            data[name] = raw.lower() == "true"
+            continue
+        if spec.kind is Kind.NUMBER:
+            text = unicodedata.normalize("NFKC", raw).replace(",", "").replace(" ", "")
+            whole = name in INT_FIELDS
+            try:
+                number: float = int(text) if whole else float(text)
+            except ValueError:
+                errors.append((name, f"{label(name)}{'应为整数' if whole else '应为数字'}，收到“{raw[:20]}”"))
+                continue
+            if not math.isfinite(number):
+                errors.append((name, f"{label(name)}应为有限的数字"))
+                continue
+            data[name] = number
+        else:
+            data[name] = raw
+    if uscc is not None:
+        data["uscc"] = uscc
+    if anonymous:
+        data.update(ANONYMOUS)
+    try:
+        profile = parse_profile(data, as_of=today())  # the founding date rule of every entry point
+    except ProfileError as exc:
+        errors.extend(e for e in exc.errors if e[0] not in {f for f, _ in errors})
+    if errors:
+        errors = [(name, page_message(name, message)) for name, message in errors]
+        raise ProfileError(errors[0][0], errors[0][1], errors)
+    return profile
+
+
+def _comparable(profile: EnterpriseProfile) -> dict[str, Any]:
+    """Every field with the model's defaults applied, so that an unstated default equals a stated one."""
+    return profile.model_dump(mode="json")
+
+
+def whatif_changes(before: EnterpriseProfile, after: EnterpriseProfile, old: MatchResult,
+                   new: MatchResult) -> dict[str, Any]:
+    """What the operator changed and what it did to the package."""
+    a, b = _comparable(before), _comparable(after)
+    fields = [{"name": n, "label": FIELDS[n].label, "before": value_text(n, a.get(n)),
+               "after": value_text(n, b.get(n))} for n in PROFILE_FIELDS if a.get(n) != b.get(n)]
+    old_ids = [e.policy_id for e in old.package]
+    new_ids = [e.policy_id for e in new.package]
+    old_possible = {e.policy_id for e in old.possibly_eligible}
+    return {
+        "fields": fields,
+        "added": [e for e in new.package if e.policy_id not in old_ids],
+        "removed": [e for e in old.package if e.policy_id not in new_ids],
+        "newly_possible": [e for e in new.possibly_eligible if e.policy_id not in old_possible],
+        "value_before": old.summary.estimated_value_wan,
+        "value_after": new.summary.estimated_value_wan,
+        "count_before": len(old_ids),
+        "count_after": len(new_ids),
+    }
+
+

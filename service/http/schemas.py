@@ -1,0 +1,198 @@
+"""The JSON API's request and response schemas. The match answer is :class:`matching.results.MatchResult`
+itself (one contract for the engine, the API and the CLI); request bodies that the domain validates with
+Chinese messages (profiles, policies) are documented here and parsed by the use cases."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, WithJsonSchema
+
+from matching.results import MatchResult
+from policies.schema import BENEFIT_TYPES, CATEGORIES, Policy
+from profiles.model import EnterpriseProfile
+
+__all__ = ["MatchResult"]
+
+
+# ---- request body schemas (documentation; validation is parse_profile / Policy, with Chinese errors) ----
+def _inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
+    """A model's JSON schema with its ``$defs`` inlined, so it can stand inside the OpenAPI document."""
+    defs = schema.pop("$defs", {})
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return walk(copy.deepcopy(defs[ref.rsplit("/", 1)[-1]]))
+            return {k: walk(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    inlined: dict[str, Any] = walk(schema)
+    return inlined
+
+
+PROFILE_SCHEMA = {**EnterpriseProfile.model_json_schema(), "title": "EnterpriseProfile",
+                  "description": "EnterpriseProfile v1（SPEC §2.1）；缺少的字段视为未知"}
+
+
+def _policy_schema(*, id_required: bool) -> dict[str, Any]:
+    schema = _inline_refs(Policy.model_json_schema())
+    schema["required"] = [f for f in schema["required"] if f not in ("version", "status") and (id_required or f != "id")]
+    schema["properties"]["source"]["properties"]["related_tasks"]["items"].update(minimum=1, maximum=160)
+    schema["properties"]["category"]["enum"] = list(CATEGORIES)
+    schema["properties"]["benefit_type"]["enum"] = list(BENEFIT_TYPES)
+    schema["title"] = "PolicyBody"
+    schema["description"] = "政策条目（SPEC §2.2）；version 与 status 由服务分配，保存为新的草稿版本"
+    return schema
+
+
+ProfileBody = Annotated[dict[str, Any], WithJsonSchema(PROFILE_SCHEMA)]
+NewPolicyBody = Annotated[dict[str, Any], WithJsonSchema(_policy_schema(id_required=True))]
+PolicyVersionBody = Annotated[dict[str, Any], WithJsonSchema(_policy_schema(id_required=False))]
+
+
+# ---- models -------------------------------------------------------------------------------------
+class Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+EXAMPLE_PROFILE: dict[str, JsonValue] = {
+    "uscc": "91320312MA1Q7E3K29", "name": "徐州示例精密机械有限公司", "entity_type": "enterprise",
+    "region": "铜山区", "industry_code": "C3484", "employees": 86, "annual_revenue_wan": 4200,
+    "total_assets_wan": 3600, "tax_credit_grade": "A", "annual_payroll_wan": 620, "qualifications": ["high_tech"],
+    "trade": [], "patents": 3, "flags": [], "needs": "想贷款扩大生产线，专利能不能拿去质押",
+}
+
+
+class MatchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"profile": EXAMPLE_PROFILE,
+                                                                               "query": "想贷款", "top": 5}]})
+    profile: ProfileBody = Field(description="EnterpriseProfile v1 (SPEC §2.1)")
+    query: str | None = Field(None, max_length=500, description="补充诉求")
+    top: int | None = Field(None, ge=1, le=200)
+    as_of: dt.date | None = None
+
+
+class EnterpriseOut(Open):
+    uscc: str
+    name: str
+    profile: dict[str, Any]
+    derived: dict[str, Any]
+    updated_at: str
+    changed: bool | None = None
+
+
+class EnterpriseHit(BaseModel):
+    uscc: str
+    name: str
+    region: str | None
+
+
+class SearchHit(BaseModel):
+    kind: str = Field(description="policy | commitment | plan_work")
+    policy_id: str
+    title: str
+    source_task: int | None
+    source_measure: int | None
+    score: float = Field(description="calibrated relevance in [0, 1], comparable across queries")
+    lead_departments: list[str]
+
+
+class FallbackChannel(BaseModel):
+    name: str
+    also: str | None
+    policy_id: str | None
+
+
+class FallbackDepartment(BaseModel):
+    name: str
+    basis_policy_id: str
+    basis_title: str
+    score: float
+
+
+class SearchFallback(BaseModel):
+    channels: list[FallbackChannel]
+    department: FallbackDepartment | None = Field(
+        description="on no_match only: the closest remit, when the best entry below the floor is close enough")
+    message: str
+
+
+class SearchOut(BaseModel):
+    results: list[SearchHit] = Field(description="entries at or above the relevance floor, best first")
+    no_match: bool = Field(description="true when no entry reaches the floor (results is empty)")
+    fallback: SearchFallback
+    catalog_version: str
+    model_id: str | None
+
+
+class PolicySummary(BaseModel):
+    policy_id: str
+    version: int
+    status: str
+    title: str
+    category: str
+    source_task: int | None
+    source_measure: int | None
+    delivery: str
+    kind: str = Field(description="policy（惠企政策）| commitment（服务承诺）| plan_work（政府工作任务）")
+    strength: str | None = Field(None, description="policies only: entitlement | selective | procedure | channel")
+
+
+class PolicyDetail(Open):
+    policy_id: str
+    current: dict[str, Any] | None
+    versions: list[dict[str, Any]]
+
+
+class ReachItem(BaseModel):
+    uscc: str
+    name: str
+    region: str | None
+    size: str | None
+    similarity: float | None
+
+
+class ReachOut(BaseModel):
+    policy_id: str
+    version: int
+    eligible: int
+    possibly_eligible: int
+    by_region: dict[str, int]
+    by_size: dict[str, int]
+    page: int
+    size: int
+    items: list[ReachItem]
+    catalog_version: str
+    model_id: str | None
+
+
+class PreviewOut(BaseModel):
+    policy_id: str
+    draft_version: int
+    published_version: int | None
+    draft: dict[str, int]
+    published: dict[str, int]
+    newly_reached: int
+    no_longer_reached: int
+    sample_newly_reached: list[EnterpriseHit]
+    sample_no_longer_reached: list[EnterpriseHit]
+
+
+class FeedbackIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    uscc: str = Field(max_length=40)
+    policy_id: str = Field(max_length=80)
+    kind: Literal["viewed", "applied", "dismissed", "not_relevant"]
+    note: str | None = Field(None, max_length=500)
+
+
+class VersionOut(BaseModel):
+    policy_id: str
+    version: int
+    status: str
