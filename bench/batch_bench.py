@@ -33,7 +33,7 @@ def profile_lines(population: object) -> list[str]:
     import numpy as np
     import pandas as pd
 
-    from matching.columns import STATED_RULE_FIELDS, values
+    from profiles.columns import STATED_RULE_FIELDS, decode, values
     from profiles.fields import FIELDS, Kind
 
     pop: Any = population
@@ -46,7 +46,7 @@ def profile_lines(population: object) -> list[str]:
         elif kind is Kind.BOOL:
             cols[name] = np.array([None, False, True], dtype=object)[col.astype(np.int64) + 1]
         elif kind is Kind.CATEGORY:
-            cols[name] = np.array([None, *values(name)], dtype=object)[col.astype(np.int64) + 1]
+            cols[name] = decode(name, col)
         else:
             masks, inverse = np.unique(col, return_inverse=True)
             lists = np.empty(len(masks), dtype=object)
@@ -81,13 +81,12 @@ def build(url: str, n: int, seed: int) -> float:
     placeholder = "?" if engine.dialect.name == "sqlite" else "%s"
     sql = ("INSERT INTO enterprise (uscc, name, region, profile, content_hash, opted_out, created_at, updated_at) "
            f"VALUES ({', '.join([placeholder] * 8)})")
-    region_names = population.batch.columns["region"]
-    from matching.columns import values
+    from profiles.columns import decode
 
-    labels = [None, *values("region")]
+    regions = decode("region", population.batch.columns["region"])
     for start in range(0, n, step):
         stop = min(n, start + step)
-        rows = [(population.uscc[i], population.names[i], labels[int(region_names[i]) + 1], lines[i],
+        rows = [(population.uscc[i], population.names[i], regions[i], lines[i],
                  hashlib.sha256(lines[i].encode()).hexdigest(), False, now, now) for i in range(start, stop)]
         with engine.begin() as conn:
             conn.exec_driver_sql(sql, rows)
