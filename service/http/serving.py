@@ -20,7 +20,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -49,8 +49,8 @@ class SlowClientGuard(HttpToolsProtocol):
         self._header_bytes = 0
 
     # a deadline from the connection's start, and from the first byte of each later request
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(cast(asyncio.Transport, transport))  # what the event loop gives a stream protocol
         self._arm()
 
     def on_message_begin(self) -> None:

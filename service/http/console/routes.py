@@ -18,7 +18,7 @@ from sqlmodel import Session
 
 from matching.results import MatchResult
 from profiles.model import EnterpriseProfile, ProfileError, parse_profile
-from service.app import catalog_admin, enterprises, packages, reach
+from service.app import catalog_admin, console_sessions, enterprises, packages, reach
 from service.app.errors import AppError
 from service.bootstrap import ServiceState
 from service.db.tables import Enterprise
@@ -35,20 +35,12 @@ from service.http.console.session import (
     ended_message,
     safe_next,
     same_origin,
-    session_limits,
     set_session,
 )
 from service.http.deps import SessionDep, StateDep, access_of, check_rate
 from service.http.errors import STATUS
-from service.store.console_sessions import (
-    console_session_for,
-    end_console_session,
-    open_console_session,
-    purge_console_sessions,
-)
 from service.store.enterprises import get_enterprise
 from service.store.principals import ANONYMOUS, Principal
-from service.store.tokens import principal_for
 from service.store.values import unstorable
 
 MAX_QUERY_CHARS = 100
@@ -71,9 +63,7 @@ def login_page(request: Request, state: StateDep, session: SessionDep, next: str
                out: str = "") -> Response:
     session_id = request.cookies.get(SESSION_COOKIE)
     if session_id:
-        idle, lifetime = session_limits(state.settings)
-        principal, _ = console_session_for(session, session_id=session_id, idle=idle, lifetime=lifetime)
-        session.commit()
+        principal, _ = console_sessions.resume(session, state.settings, session_id)
         if principal is not None:
             return RedirectResponse(safe_next(next), status_code=303)
     notice = (ended_message(ended, state.settings) if ended else "已退出登录" if out else None)
@@ -100,22 +90,11 @@ def login(request: Request, state: StateDep, session: SessionDep, form: FormDep)
     if not expected or not same_origin(request) or not hmac.compare_digest(sent, expected):
         return _login_form(request, next=next_page, error="表单已过期或来自其他网站，请重新输入令牌", status=403)
     token = (form.get("token") or [""])[0].strip()
-    if not token:
-        return _login_form(request, next=next_page, error="请输入工作人员令牌", status=422)
-    principal = principal_for(session, token=token)
-    if principal is None:
-        return _login_form(request, next=next_page, error="令牌无效、已过期或已被吊销", status=401)
-    if not principal.is_staff:
-        return _login_form(request, next=next_page, status=403,
-                           error="该令牌不是工作人员令牌：工作台仅限热线坐席和管理员使用（企业请使用政策计算器）")
-    assert principal.token_id is not None
-    previous = request.cookies.get(SESSION_COOKIE)
-    if previous:  # signing in again replaces the browser's old session
-        end_console_session(session, session_id=previous)
-    idle, lifetime = session_limits(state.settings)
-    purge_console_sessions(session, idle=idle, lifetime=lifetime)
-    session_id = open_console_session(session, token_id=principal.token_id)
-    session.commit()
+    try:
+        session_id = console_sessions.sign_in(session, state.settings, token,
+                                              previous=request.cookies.get(SESSION_COOKIE))
+    except AppError as exc:
+        return _login_form(request, next=next_page, error=exc.message, status=STATUS[exc.code])
     response = RedirectResponse(safe_next(next_page), status_code=303)
     set_session(response, request, session_id, state.settings)
     response.delete_cookie(LOGIN_CSRF_COOKIE, path="/console/login")
@@ -125,8 +104,7 @@ def login(request: Request, state: StateDep, session: SessionDep, form: FormDep)
 @router.post("/console/logout")
 def logout(request: Request, session: SessionDep, form: CheckedForm) -> Response:
     """Sign out: the session is deleted on the server, so a copy of the cookie opens nothing any more."""
-    end_console_session(session, session_id=request.cookies.get(SESSION_COOKIE, ""))
-    session.commit()
+    console_sessions.sign_out(session, request.cookies.get(SESSION_COOKIE, ""))
     response = RedirectResponse("/console/login?out=1", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/console")
     return response

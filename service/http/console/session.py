@@ -13,7 +13,6 @@ session yet).
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import hmac
 from typing import Annotated
@@ -22,10 +21,10 @@ from urllib.parse import parse_qsl, urlsplit
 from fastapi import Depends, Request
 from fastapi.responses import Response
 
+from service.app import console_sessions
 from service.http.console.forms import label
 from service.http.deps import SessionDep, StateDep
 from service.settings import Settings
-from service.store.console_sessions import console_session_for
 from service.store.principals import Principal
 from service.store.values import unstorable
 
@@ -66,11 +65,6 @@ def csrf_for(session_id: str) -> str:
     return hmac.new(session_id.encode(), CSRF_PURPOSE, hashlib.sha256).hexdigest()
 
 
-def session_limits(settings: Settings) -> tuple[dt.timedelta, dt.timedelta]:
-    """(idle, lifetime) of a console session."""
-    return dt.timedelta(minutes=settings.console_idle_minutes), dt.timedelta(hours=settings.console_session_hours)
-
-
 def ended_message(reason: str, settings: Settings) -> str:
     return ENDED_MESSAGES.get(reason, ENDED_MESSAGES["unknown"]).format(
         idle=settings.console_idle_minutes, hours=settings.console_session_hours)
@@ -82,9 +76,7 @@ def console_principal(request: Request, state: StateDep, session: SessionDep) ->
     session_id = request.cookies.get(SESSION_COOKIE)
     if not session_id:
         raise NotSignedIn(None)
-    idle, lifetime = session_limits(state.settings)
-    principal, reason = console_session_for(session, session_id=session_id, idle=idle, lifetime=lifetime)
-    session.commit()  # the session's last request time, or its deletion once it is over
+    principal, reason = console_sessions.resume(session, state.settings, session_id)
     if principal is None:
         raise NotSignedIn(reason)
     request.state.console_csrf = csrf_for(session_id)
