@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from profiles.fields import FIELDS, Kind
+from profiles.messages import type_text
 
 #: Field kinds as a policy officer reads them (``数值字段``, ``类别字段`` …).
 KIND_NAMES: dict[Kind, str] = {
@@ -179,39 +180,7 @@ def pydantic_message(err: Any, *, json_body: bool = False) -> str:
         return f"取值{show_value(got)}无效，应为 {_choices(ctx.get('expected', ''))} 之一"
     if kind == "extra_forbidden":
         return f"未知字段“{loc[-1] if loc else ''}”"
-    mapping = "应为JSON对象" if json_body else "应为映射（键: 值）"
-    fixed = {
-        "int_parsing": "应为整数",
-        "int_type": "应为整数",
-        "int_from_float": "应为整数",
-        "float_parsing": "应为数字",
-        "float_type": "应为数字",
-        "finite_number": "应为有限的数字",
-        "string_type": "应为文本",
-        "bool_type": "应为 true 或 false",
-        "bool_parsing": "应为 true 或 false",
-        "date_parsing": "应为日期（YYYY-MM-DD）",
-        "date_type": "应为日期（YYYY-MM-DD）",
-        "date_from_datetime_parsing": "应为日期（YYYY-MM-DD）",
-        "date_from_datetime_inexact": "应为日期（YYYY-MM-DD），不含时间",
-        "dict_type": mapping,
-        "model_type": mapping,
-        "model_attributes_type": mapping,
-        "json_invalid": "不是有效的JSON",
-        "missing_argument": "必填",
-        "list_type": "应为列表",
-        "tuple_type": "应为列表",
-        "string_pattern_mismatch": "格式不正确",
-        "string_too_short": "不能为空",
-        "too_short": "不能为空" if ctx.get("min_length", 1) <= 1 else f"至少需要{ctx.get('min_length')}项",
-        "string_too_long": f"过长（最多{ctx.get('max_length')}个字符）",
-        "too_long": f"过长（最多{ctx.get('max_length')}项）",
-        "greater_than_equal": f"不能小于{ctx.get('ge')}",
-        "greater_than": f"应大于{ctx.get('gt')}",
-        "less_than_equal": f"不能大于{ctx.get('le')}",
-        "less_than": f"应小于{ctx.get('lt')}",
-    }
-    text = fixed.get(kind, f"取值无效（{kind}）")
+    text = type_text(kind, ctx, json_body=json_body) or f"取值无效（{kind}）"
     if kind in ("string_too_short", "too_short", "missing_argument"):
         return text
     return f"{text}，实际为 {show_value(got)}" if "input" in err else text

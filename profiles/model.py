@@ -22,6 +22,7 @@ from pydantic_core import PydanticCustomError
 
 from profiles.fields import FIELDS, PROFILE_FIELDS, suggest
 from profiles.industry import IndustryCodeError, parse_industry_code
+from profiles.messages import type_text
 from profiles.uscc import UsccError, normalize_uscc
 
 EntityType = Literal["enterprise", "individual_business", "farmer_coop", "branch", "other"]
@@ -169,26 +170,6 @@ class EnterpriseProfile(BaseModel):
         return self.model_dump(mode="json", exclude_unset=True)
 
 
-_MESSAGES = {
-    "missing": "必填，不能缺少",
-    "int_type": "应为整数",
-    "int_parsing": "应为整数",
-    "int_from_float": "应为整数",
-    "float_type": "应为数字",
-    "float_parsing": "应为数字",
-    "finite_number": "应为有限的数字",
-    "string_type": "应为文本",
-    "list_type": "应为列表（如 [] 或 [\"high_tech\"]）",
-    "date_type": "应为日期，格式 YYYY-MM-DD",
-    "date_parsing": "应为日期，格式 YYYY-MM-DD",
-    "date_from_datetime_parsing": "应为日期，格式 YYYY-MM-DD",
-    "date_from_datetime_inexact": "应为日期，不含时间",
-    "string_too_short": "不能为空",
-    "model_type": "应为JSON对象",
-    "dict_type": "应为JSON对象",
-}
-
-
 def _message(err: dict[str, Any]) -> tuple[str, str]:
     loc = [str(p) for p in err["loc"]]
     field = loc[0] if loc else "profile"
@@ -212,7 +193,7 @@ def _message(err: dict[str, Any]) -> tuple[str, str]:
         return field, f"{field}（{label}）{err['msg']}"
     if kind == "value_error":
         return field, f"{field}（{label}）：{str(ctx.get('error', err['msg']))}"
-    text = _MESSAGES.get(kind, err["msg"])
+    text = type_text(kind, ctx) or err["msg"]
     return field, f"{field}（{label}）{text}"
 
 
