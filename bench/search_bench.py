@@ -23,6 +23,7 @@ import numpy as np
 from matching.embeddings import load_embedder
 from matching.evaluation.run import load_queries
 from matching.package import Matcher
+from matching.search import search
 from policies.loader import load_catalog
 from profiles.features import derive
 from profiles.model import parse_profile
@@ -50,18 +51,18 @@ def main() -> None:
     texts = [f"{base[i % len(base)]}（{i // len(base)}）" if i >= len(base) else base[i] for i in range(args.queries)]
     # short keyword queries, as an operator types them: the catalog's own tags, each new to the cache
     short = list(dict.fromkeys(t for p in matcher.catalog for t in p.tags))[: args.queries]
-    matcher.search("预热", top=10)  # load everything once
+    search(matcher, "预热", top=10)  # load everything once
     search_t, embed_t, short_t = [], [], []
     for text in texts:
         t = time.perf_counter()
         embedder.embed([text + "·"], "query")  # the embedding alone, on an equally new text
         embed_t.append(time.perf_counter() - t)
         t = time.perf_counter()
-        matcher.search(text, top=10)
+        search(matcher, text, top=10)
         search_t.append(time.perf_counter() - t)
     for text in short:
         t = time.perf_counter()
-        matcher.search(text + "？", top=10)
+        search(matcher, text + "？", top=10)
         short_t.append(time.perf_counter() - t)
 
     pop = synthesize(args.profiles, seed=3)
@@ -89,7 +90,7 @@ def main() -> None:
                             "n": len(short_t), "chars_mean": round(statistics.mean(len(t) for t in short), 1)},
         "package_ms": {"p50": round(pct(package_t, 50), 2), "p95": round(pct(package_t, 95), 2),
                        "p99": round(pct(package_t, 99), 2), "n": len(package_t)},
-        "package_mean_policies": round(statistics.mean(len(matcher.match(p)["package"]) for p in portraits[:50]), 1),
+        "package_mean_policies": round(statistics.mean(len(matcher.match(p).package) for p in portraits[:50]), 1),
     }
     if args.json:
         print(json.dumps(report, indent=2))

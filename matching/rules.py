@@ -1,7 +1,7 @@
 """The vectorised, three-valued rule engine.
 
 Every policy's rule compiles once into a tree whose leaves evaluate over whole columns of a
-:class:`~matching.columns.ProfileBatch`. A result is a pair of boolean masks ``(true, false)``;
+:class:`~profiles.columns.ProfileBatch`. A result is a pair of boolean masks ``(true, false)``;
 rows in neither are *unknown* (Kleene logic: AND is true when all are true and false when any
 is false; OR the dual; NOT swaps the pair). Leaves shared by several policies are evaluated
 once per batch. The same trace of leaf masks explains a single enterprise clause by clause.

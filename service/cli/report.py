@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from matching.results import MatchResult
-from profiles.fields import SIZES
+from profiles.labels import value_text
 
 PLAN_TASKS = "《徐州市2023年优化营商环境重点任务》"
 PLAN_MEASURES = "《徐州市2023年优化营商环境十项举措》"
@@ -41,7 +41,7 @@ def _item_lines(i: int, item: dict[str, Any]) -> list[str]:
 def render_match(match: MatchResult) -> str:
     result = match.model_dump(mode="json")
     ent = result["enterprise"]
-    size = SIZES.get(ent.get("size") or "", "未知")
+    size = value_text("size", ent.get("size") or None, "未知")
     lines = [
         f"■ {ent['name']}（{ent['uscc']}）",
         f"  规模：{size}（{ent.get('size_basis') or ''}）",

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import pytest
 
-from matching.columns import ProfileBatch
 from matching.evaluation.run import (
     entry_labels,
     load_fresh,
@@ -33,6 +32,7 @@ from matching.evaluation.run import (
 from matching.package import Matcher
 from matching.rules import ELIGIBLE
 from policies.loader import Catalog
+from profiles.columns import ProfileBatch
 from profiles.features import derive
 from profiles.model import parse_profile
 
