@@ -15,7 +15,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
@@ -289,22 +288,6 @@ def published_catalog(session: Session, settings: Settings) -> Catalog:
     rows = published_versions(session)
     policies = {r.policy_id: Policy.model_validate(r.data) for r in rows}
     return Catalog(entries=policies, fingerprint=catalog_fingerprint(policies), directory=settings.catalog_dir)
-
-
-def sizes_and_regions(population: Population, rows: np.ndarray) -> dict[str, dict[str, int]]:
-    from profiles.columns import code_table
-
-    out: dict[str, dict[str, int]] = {}
-    for field_name in ("region", "size"):
-        codes = population.batch.columns[field_name][rows]
-        names = code_table(field_name, unknown="未知")
-        counts = np.bincount(codes.astype(np.int64) + 1, minlength=len(names))
-        out[field_name] = {names[i]: int(c) for i, c in enumerate(counts) if c}
-    return out
-
-
-def describe_enterprise(row: Any) -> dict[str, Any]:
-    return {"uscc": row.uscc, "name": row.name, "region": row.region}
 
 
 # ---- the one way to build a catalog, an embedder and a matcher (CLI, service and batch alike) ------------

@@ -19,7 +19,7 @@ from profiles.model import parse_profile
 from profiles.uscc import UsccError, normalize_uscc
 from service.app.errors import AppError, ErrorCode, not_found
 from service.app.packages import package_json, parse_profile_json
-from service.bootstrap import ServiceState, describe_enterprise
+from service.bootstrap import ServiceState
 from service.db.tables import Enterprise, PolicyVersion
 from service.store import audit as audit_store
 from service.store.catalog import policy_versions
@@ -127,3 +127,8 @@ def add_feedback(session: Session, access: Access, *, uscc: str, policy_id: str,
                              kind=kind, note=note)
     session.commit()
     return {"id": row.id, "kind": row.kind}
+
+
+def describe_enterprise(row: Any) -> dict[str, Any]:
+    """A stored firm as a search hit: code, name, region."""
+    return {"uscc": row.uscc, "name": row.name, "region": row.region}

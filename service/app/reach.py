@@ -14,11 +14,11 @@ from matching.relevance import dense_passage
 from matching.reverse import rank_eligible
 from matching.rules import ELIGIBLE, UNKNOWN, RuleEngine
 from policies.schema import Policy
-from profiles.columns import decode
+from profiles.columns import code_table, decode
 from service.app.catalog_admin import version_of
 from service.app.enterprises import Access, audit
 from service.app.errors import AppError, ErrorCode, not_found
-from service.bootstrap import Population, ServiceState, sizes_and_regions
+from service.bootstrap import Population, ServiceState
 from service.store.catalog import policy_versions
 
 
@@ -97,3 +97,14 @@ def preview(state: ServiceState, session: Session, access: Access, policy_id: st
             "published_version": published_rows[-1].version if published_rows else None,
             "draft": counts(draft_status), "published": counts(current_status), "newly_reached": len(new),
             "no_longer_reached": len(lost), "sample_newly_reached": sample(new), "sample_no_longer_reached": sample(lost)}
+
+
+def sizes_and_regions(population: Population, rows: np.ndarray) -> dict[str, dict[str, int]]:
+    """The firms at ``rows`` counted by region and by size, under their Chinese labels."""
+    out: dict[str, dict[str, int]] = {}
+    for field_name in ("region", "size"):
+        codes = population.batch.columns[field_name][rows]
+        names = code_table(field_name, unknown="未知")
+        counts = np.bincount(codes.astype(np.int64) + 1, minlength=len(names))
+        out[field_name] = {names[i]: int(c) for i, c in enumerate(counts) if c}
+    return out

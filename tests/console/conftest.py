@@ -9,20 +9,17 @@ from __future__ import annotations
 
 import os
 import re
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from service.bootstrap import ServiceState
 from service.db.tables import postgres_schema
 from service.settings import Settings
+from tests.live_server import serving
 from tests.service import conftest as service_fixtures
 from tests.service.conftest import Tokens, worker_id
 
@@ -90,23 +87,8 @@ def live_server(settings: Settings, state: ServiceState, app: FastAPI, tokens: T
     from service.http.app import create_app
 
     served = create_app(settings, state)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(served, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60  # a bound on waiting, not a performance assertion
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            pytest.fail("the uvicorn test server did not start", pytrace=False)
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        sock.close()
+    with serving(served) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

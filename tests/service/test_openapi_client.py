@@ -6,22 +6,19 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import socket
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from service.bootstrap import ServiceState
 from service.settings import Settings
+from tests.live_server import serving
 from tests.service.conftest import Tokens, bearer, sample
 
 GENERATOR = Path(sys.executable).parent / "openapi-python-client"
@@ -33,23 +30,8 @@ def server(settings: Settings, state: ServiceState, app: FastAPI) -> Iterator[st
     """uvicorn serving a second app over the same state and database, on a free port, in a thread."""
     from service.http.app import create_app
 
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, state), log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60  # a bound on waiting, not a performance assertion
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            pytest.fail("the uvicorn test server did not start", pytrace=False)
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        sock.close()
+    with serving(create_app(settings, state)) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
