@@ -193,9 +193,9 @@ class ServiceState:
                 progress["policy_index"] = "building"
                 self.matcher(session)
                 progress["policy_index"] = "ready"
-                progress["enterprise_index"] = "building"
                 population = self.population(session, dt.date.today())
-                progress["enterprises"] = len(population.usccs)
+                progress["enterprises"] = len(population.usccs)  # before "building": a reader sees both together
+                progress["enterprise_index"] = "building"
                 self.enterprise_index(population)
                 progress["enterprise_index"] = "ready"
             self._warmed.set()
