@@ -115,11 +115,12 @@ class Server:
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
                     raise RuntimeError(f"server exited ({self.proc.returncode}):\n{self.tail()}")
-                try:
-                    streak = streak + 1 if client.get("/readyz").status_code == 200 else 0
+                try:  # a new connection per probe: readiness is per worker process, and every worker must say it
+                    ready = client.get("/readyz", headers={"Connection": "close"}).status_code == 200
+                    streak = streak + 1 if ready else 0
                 except httpx.TransportError:
                     streak = 0
-                if streak >= 10 and len(_tree(self.proc.pid)) > self.workers:
+                if streak >= 20 and len(_tree(self.proc.pid)) > self.workers:
                     return
                 time.sleep(0.05 if streak else 0.3)
         raise RuntimeError(f"server not ready after {timeout:.0f} s:\n{self.tail()}")
