@@ -65,6 +65,7 @@ class ServiceState:
     _index_lock: threading.Lock = field(default_factory=threading.Lock)
     _warm_thread: threading.Thread | None = None
     _warmed: threading.Event = field(default_factory=threading.Event)
+    _policy_ready: threading.Event = field(default_factory=threading.Event)
     _progress: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -178,6 +179,7 @@ class ServiceState:
         """Build the policy matcher and the enterprise-side index in a background thread (the process
         answers /healthz meanwhile; /readyz answers ``warming`` with the progress)."""
         self._warmed.clear()
+        self._policy_ready.clear()
         self._progress.update({"policy_index": "pending", "enterprise_index": "pending"})
         self._progress.pop("error", None)
         thread = threading.Thread(target=self._warm, name="policyfit-warm-up", daemon=True)
@@ -193,6 +195,7 @@ class ServiceState:
                 progress["policy_index"] = "building"
                 self.matcher(session)
                 progress["policy_index"] = "ready"
+                self._policy_ready.set()
                 population = self.population(session, dt.date.today())
                 progress["enterprises"] = len(population.usccs)  # before "building": a reader sees both together
                 progress["enterprise_index"] = "building"
@@ -203,6 +206,15 @@ class ServiceState:
             progress["error"] = f"{type(exc).__name__}: {exc}"
         finally:
             progress["seconds"] = round(time.monotonic() - started, 1)
+
+    def wait_for_policy_index(self, timeout: float = 300.0) -> None:
+        """While this worker's warm-up is still building the policy matcher, wait for it — called by a
+        request *before* it takes a database connection: waiting on the build while holding one let a
+        burst of early requests use up the pool and fail as 503 “数据库暂时不可用”. No warm-up running
+        (tests, tools, or done): returns at once."""
+        thread = self._warm_thread
+        if thread is not None and thread.is_alive() and not self._policy_ready.is_set():
+            self._policy_ready.wait(timeout)
 
     def readiness(self, session: Session) -> dict[str, Any]:
         """``{"status": "ready", catalog_version, model_id, policies, entries}`` once the matcher of the

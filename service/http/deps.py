@@ -31,6 +31,7 @@ StateDep = Annotated[ServiceState, Depends(get_state)]
 
 
 def get_session(state: StateDep) -> Iterator[Session]:
+    state.wait_for_policy_index()  # a worker still warming: wait here, holding no database connection
     # rows stay loaded after a commit (an audit row's commit must not cost a re-SELECT of what was read)
     with Session(state.engine, expire_on_commit=False) as session:
         yield session

@@ -163,3 +163,47 @@ def test_readyz_says_warming_until_the_pages_indexes_are_built(tmp_path: Path, s
     finally:
         gate.set()
         state.engine.dispose()
+
+
+def test_requests_reaching_a_warming_worker_wait_without_holding_a_connection(
+        tmp_path: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A request that needs the policy matcher while the warm-up is still building it waits for the build
+    before it takes a database connection (a burst of them used to drain the pool: 503 数据库暂时不可用),
+    then gets its answer."""
+    from fastapi.testclient import TestClient
+
+    import service.bootstrap as bootstrap
+    from service.bootstrap import ServiceState
+    from service.http.app import create_app
+
+    fresh = settings.model_copy(update={"database_url": f"sqlite:///{tmp_path / 'wait.db'}"})
+    gate = threading.Event()
+    real = bootstrap.matcher_for
+
+    def slow(*args: Any, **kwargs: Any) -> Any:  # the policy matcher takes its time
+        assert gate.wait(120)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(bootstrap, "matcher_for", slow)
+    state = ServiceState.start(fresh)  # warm=True
+    profile = json.loads((ROOT / "profiles" / "samples" / "01-small-manufacturer.json").read_text("utf-8"))
+    answers: list[Any] = []
+    try:
+        with TestClient(create_app(fresh, state)) as client:
+            deadline = time.monotonic() + 60
+            while client.get("/readyz").json().get("progress", {}).get("policy_index") != "building":
+                assert time.monotonic() < deadline, "the warm-up did not start building the policy matcher"
+                time.sleep(0.05)
+            asking = threading.Thread(target=lambda: answers.append(
+                TestClient(client.app).post("/v1/match", json={"profile": profile})))
+            asking.start()
+            asking.join(1.0)
+            assert asking.is_alive()  # waiting for the build ...
+            assert state.engine.pool.checkedout() == 1  # ... holding no connection (the one is the warm-up's)
+            gate.set()
+            asking.join(120)
+            assert not asking.is_alive() and answers[0].status_code == 200, answers
+            assert answers[0].json()["package"]
+    finally:
+        gate.set()
+        state.engine.dispose()
