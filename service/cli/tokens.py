@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from service.cmdline import fail, in_range
+from service.cmdline import fail, in_range, uscc_arg
 
 app = typer.Typer(help="访问令牌：创建、吊销、列表", no_args_is_help=True)
 
@@ -22,16 +22,12 @@ def tokens_create(
     """创建访问令牌（只显示一次，库中仅存哈希）。"""
     from sqlmodel import Session
 
-    from profiles.uscc import UsccError, normalize_uscc
     from service.bootstrap import migrated_engine
     from service.store.tokens import create_token
     from service.store.values import unstorable
 
     if uscc is not None:
-        try:
-            uscc = normalize_uscc(uscc)
-        except UsccError as exc:
-            fail(f"--uscc：{exc}")
+        uscc = uscc_arg(uscc, "--uscc")
     if days is not None:
         in_range("--days", days, 1, 3650)
     if not label.strip() or len(label) > 80:
