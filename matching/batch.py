@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from matching import offering
-from matching.package import benefit_of
+from matching.package import benefit_of, counts_as_money
 from matching.ranking import (
     RankingConfig,
     called_by_phrase,
@@ -54,7 +54,7 @@ from profiles.fields import FIELDS, Kind
 
 IN_PACKAGE, POSSIBLE = 1, 2
 #: the columns of :func:`score_batch`'s answer, in order
-RESULT_COLUMNS = ("uscc", "policy_id", "policy_version", "status", "score", "size")
+RESULT_COLUMNS = ("uscc", "policy_id", "policy_version", "status", "score", "size", "value_wan")
 
 
 @dataclass(frozen=True)
@@ -120,6 +120,8 @@ class BatchScorer:
     specificity: np.ndarray  # float64 [m] in [0, 1]
     formulas: tuple[str | None, ...]  # value estimate per policy (catalog formula), None = no estimate
     ranking: RankingConfig
+    saving: np.ndarray  # bool [m]: the estimate is money kept or received (not a deferral): ranks and totals
+    groups: tuple[str | None, ...]  # exclusive group per policy: one value per group and firm counts
 
     @classmethod
     def build(cls, catalog: Catalog, ranking: RankingConfig | None = None) -> BatchScorer:
@@ -130,7 +132,9 @@ class BatchScorer:
         return cls(engine, tuple(p.id for p in policies), np.array([p.version for p in policies], np.int32),
                    np.array([p.delivery == "on_trigger" for p in policies], dtype=bool),
                    np.array([offering.proactive(p) for p in policies], dtype=bool), spec,
-                   tuple(e.formula if (e := benefit_of(p).estimate) else None for p in policies), cfg)
+                   tuple(e.formula if (e := benefit_of(p).estimate) else None for p in policies), cfg,
+                   np.array([counts_as_money(p) for p in policies], dtype=bool),
+                   tuple(benefit_of(p).exclusive_group for p in policies))
 
     @property
     def m(self) -> int:
@@ -160,18 +164,22 @@ def score_batch(frame: pd.DataFrame, scorer: BatchScorer, signals: TextSignals, 
     hits = signals.trigger_hits[text_row].T
     called = scorer.proactive[:, None] & (~scorer.on_trigger[:, None] | hits | signals.semantic[text_row].T)
     offered = eligible & called
-    value = np.zeros((scorer.m, n), dtype=np.float64)
-    env = {name: batch.columns[name] for name in FIELDS if FIELDS[name].kind is Kind.NUMBER
+    money = np.full((scorer.m, n), np.nan)  # 万元 per year, as matching.package.estimate_value (saving kinds only)
+    env = {name: batch.columns[name] for name in FIELDS if FIELDS[name].kind in (Kind.NUMBER, Kind.BOOL)
            and name in batch.columns}
+    compiled = scorer.engine.at(as_of)
     for i, source in enumerate(scorer.formulas):
-        if source is None or not eligible[i].any():
+        if source is None or not scorer.saving[i] or not eligible[i].any() or compiled[i].policy.lapsed(as_of):
             continue
-        raw = np.broadcast_to(np.asarray(_formula(source).evaluate(env), dtype=np.float64), (n,))
-        value[i] = value_signal(cfg, np.round(np.maximum(raw, 0.0), 2))  # as matching.package.estimate_value
+        raw = np.broadcast_to(np.asarray(_formula(source).evaluate(env, as_of), dtype=np.float64), (n,))
+        with np.errstate(invalid="ignore"):
+            money[i] = np.where(np.isfinite(raw), np.round(np.maximum(raw, 0.0), 2), np.nan)
+    value = value_signal(cfg, money)
     score = package_score(cfg, rel, hits, scorer.specificity[:, None], value)
     # eligible on-request pairs are not offered, so not emitted (they are most pairs: 注销, 迁移 … apply to all);
     # procedures are never pushed, so an unknown one is no question for the push either
     code = np.where(offered, IN_PACKAGE, np.where((status == UNKNOWN) & called, POSSIBLE, 0)).astype(np.int8)
+    counted = counted_values(np.where(offered, money, np.nan), scorer.groups)
     pol, row = np.nonzero(code)  # policy-major; reordered to enterprise-major below
     order = np.lexsort((pol, row))
     pol, row = pol[order], row[order]
@@ -182,10 +190,31 @@ def score_batch(frame: pd.DataFrame, scorer: BatchScorer, signals: TextSignals, 
         "status": code[pol, row].astype(np.int8),
         "score": np.where(eligible[pol, row], np.round(score[pol, row], 6), 0.0),
         "size": batch.columns["size"][row].astype(np.int8),
+        "value_wan": counted[pol, row],
     })
     if timings is not None:
         timings["rules"] = timings.get("rules", 0.0) + (t1 - t0)
         timings["ranking"] = timings.get("ranking", 0.0) + (time.perf_counter() - t1)
+    return out
+
+
+def counted_values(money: np.ndarray, groups: Sequence[str | None]) -> np.ndarray:
+    """The values a firm's total counts [m, n]: within an exclusive group only the largest of the firm's offered
+    values (ties: the first policy in catalog order), as :func:`matching.package._mark_exclusive`; NaN elsewhere."""
+    out = money.copy()
+    members: dict[str, list[int]] = {}
+    for i, g in enumerate(groups):
+        if g is not None:
+            members.setdefault(g, []).append(i)
+    for rows in members.values():
+        if len(rows) < 2:
+            continue
+        part = money[rows]
+        filled = np.where(np.isnan(part), -np.inf, part)
+        best = filled.argmax(axis=0)
+        keep = np.zeros_like(part, dtype=bool)
+        keep[best, np.arange(part.shape[1])] = True
+        out[rows] = np.where(keep, part, np.nan)
     return out
 
 
@@ -197,7 +226,7 @@ def _formula(source: str) -> Formula:
 def result_schema() -> dict[str, str]:
     """Column name → Spark SQL type of :func:`score_batch`'s answer (for ``mapInPandas``)."""
     return {"uscc": "string", "policy_id": "string", "policy_version": "int", "status": "tinyint",
-            "score": "double", "size": "tinyint"}
+            "score": "double", "size": "tinyint", "value_wan": "double"}
 
 
 # ---- what changed since the last push ------------------------------------------------------------------

@@ -171,7 +171,7 @@ class Matcher:
         candidates: list[tuple[Policy, float]] = []  # eligible, not called for: on request at most
         said_ids: list[str] = []  # policies the firm's words call for, whatever their status
         about = words.called(self.ranking.on_request_top_k)
-        for i, comp in enumerate(self.engine.compiled):
+        for i, comp in enumerate(result.compiled):
             policy = comp.policy
             if not result.active[i] or not policy.offered:
                 continue
@@ -190,12 +190,12 @@ class Matcher:
                     candidates.append((policy, float(words.score[i])))
                     continue
                 traces = [trace_rule(c, result.cache, 0, record) for c in comp.clauses]
-                entry = self._entry(policy, traces, record, hits, float(relevance[i]))
+                entry = self._entry(policy, traces, record, hits, float(relevance[i]), as_of)
                 if occasion is not None:
                     entry["why_you"] = f"{occasion.render(record)}；{entry['why_you']}"
                 elif not standing and not hits:  # called by the meaning of the firm's words, not a trigger word
                     entry["why_you"] = f"与您提到的“{offering.short(semantic[policy.id])}”相关；{entry['why_you']}"
-                entry.update(_review(policy, as_of))
+                entry.update(review_fields(policy, as_of))
                 package.append(entry)
             elif not called:
                 continue
@@ -205,7 +205,7 @@ class Matcher:
                 possible.append({**_source(policy), "missing": missing, "title": policy.title,
                                  "questions": [question_for(f) for f in missing],
                                  "benefit": benefit_of(policy).description, **_strength(policy),
-                                 **_review(policy, as_of)})
+                                 **review_fields(policy, as_of)})
             elif result.near_miss[i, 0]:
                 gap = _near_miss(comp.policy, comp.clauses, result.cache, record, as_of)
                 if gap is not None:
@@ -216,7 +216,7 @@ class Matcher:
             package = package[:top]
         near.sort(key=_near_order)
         on_request = [
-            {**_source(self.catalog[e["policy_id"]]), **e, **_review(self.catalog[e["policy_id"]], as_of)}
+            {**_source(self.catalog[e["policy_id"]]), **e, **review_fields(self.catalog[e["policy_id"]], as_of)}
             for e in offering.on_request(candidates, record, about=about,
                                          asked={self.catalog[pid].category for pid in [*said_ids, *about]} or None)]
         return MatchResult.model_validate({
@@ -245,11 +245,11 @@ class Matcher:
                      [c.id for c in self.engine.compiled])
 
     def _entry(self, policy: Policy, traces: Sequence[ClauseTrace], record: dict[str, Any],
-               hits: list[str], relevance: float) -> dict[str, Any]:
+               hits: list[str], relevance: float, as_of: dt.date) -> dict[str, Any]:
         cfg = self.ranking
         spec = specificity(cfg, self.engine.compiled[self.engine.index[policy.id]].leaf_count)
-        value = estimate_value(policy, record)
-        value_part = value_signal(cfg, np.nan if value is None else value)
+        value = estimate_value(policy, record, as_of)
+        value_part = value_signal(cfg, np.nan if value is None or not counts_as_money(policy) else value)
         score = package_score(cfg, relevance, float(bool(hits)), spec, value_part)
         return {
             **_source(policy),
@@ -263,8 +263,7 @@ class Matcher:
             "why_you": _why_you(policy, traces, hits),
             "category_label": policy.category_label,
             "benefit": benefit_of(policy).description,
-            "value_assumption": (estimate.assumption if (estimate := benefit_of(policy).estimate) and value is not None
-                                 else None),
+            **value_fields(policy, value, as_of),
             "exclusive_group": benefit_of(policy).exclusive_group,
             "lead_departments": list(policy.lead_departments),
             "matched_triggers": hits,
@@ -276,7 +275,7 @@ class Matcher:
 
 def _source(policy: Policy) -> dict[str, Any]:
     return {"policy_id": policy.id, "source_task": policy.source.task_no,
-            "source_measure": policy.source.measure_no}
+            "source_measure": policy.source.measure_no, "source_document": policy.source_document}
 
 
 def benefit_of(policy: Policy) -> Benefit:
@@ -290,10 +289,13 @@ def _strength(policy: Policy) -> dict[str, Any]:
     return {"strength": policy.strength, "strength_label": STRENGTHS[policy.strength] if policy.strength else None}
 
 
-def _review(policy: Policy, as_of: dt.date) -> dict[str, Any]:
-    """An answer given after the entry's review date says so (Policy.needs_review)."""
+def review_fields(policy: Policy, as_of: dt.date) -> dict[str, Any]:
+    """An answer given after the entry's review date says so (Policy.needs_review), and so does one given after
+    a document it rests on has ended while the catalog shows it pending a notice (Policy.lapse_note)."""
+    lapse = policy.lapse_note(as_of)
     late = policy.needs_review(as_of)
-    return {"needs_review": late, "review_note": REVIEW_NOTE if late else None}
+    notes = [n for n in (lapse, REVIEW_NOTE if late else None) if n]
+    return {"needs_review": bool(notes), "review_note": "；".join(notes) or None}
 
 
 def _near_miss(policy: Policy, clauses: Sequence[Any], cache: Any, record: dict[str, Any],
@@ -310,7 +312,7 @@ def _near_miss(policy: Policy, clauses: Sequence[Any], cache: Any, record: dict[
     traces = [trace_rule(c, cache, 0, record) for c in clauses]
     return {**_source(policy), "title": policy.title, "unmet": [_gap(t) for t in traces if t.outcome == FAILED],
             "gaps": gaps, "benefit": benefit_of(policy).description, **_strength(policy),
-            "estimated_value_wan": estimate_value(policy, record), **_review(policy, as_of)}
+            **_valued(policy, record, as_of), **review_fields(policy, as_of)}
 
 
 STRENGTH_ORDER = {"entitlement": 0, "selective": 1, "procedure": 2, "channel": 3}
@@ -375,20 +377,22 @@ def _gap_body(trace: ClauseTrace) -> str:
 
 
 def _mark_exclusive(package: list[dict[str, Any]]) -> None:
-    """不得重复享受: within an exclusive group only the most valuable entry counts in totals."""
+    """不得重复享受: within an exclusive group only the most valuable entry counts in totals; a deferral
+    (缓缴, ``value_kind`` cash_flow) and an advantage that is no money never count."""
     groups: dict[str, list[dict[str, Any]]] = {}
     for entry in package:
-        entry["counted_in_total"] = True
+        entry["counted_in_total"] = entry["value_kind"] == "saving"
         entry["exclusive_with"] = []
         if entry["exclusive_group"]:
             groups.setdefault(entry["exclusive_group"], []).append(entry)
     for members in groups.values():
         if len(members) < 2:
             continue
-        best = max(members, key=lambda e: (e["estimated_value_wan"] or 0.0, e["score"], e["policy_id"]))
+        best = max(members, key=lambda e: (e["value_kind"] == "saving", e["estimated_value_wan"] or 0.0, e["score"],
+                                           e["policy_id"]))
         for entry in members:
             entry["exclusive_with"] = [m["policy_id"] for m in members if m is not entry]
-            entry["counted_in_total"] = entry is best
+            entry["counted_in_total"] = entry is best and entry["value_kind"] == "saving"
 
 
 def _summary(package: list[dict[str, Any]]) -> dict[str, Any]:
@@ -401,19 +405,53 @@ def _summary(package: list[dict[str, Any]]) -> dict[str, Any]:
         if entry["counted_in_total"] and entry["estimated_value_wan"]:
             group["estimated_value_wan"] = round(group["estimated_value_wan"] + entry["estimated_value_wan"], 2)
     groups = sorted(by.values(), key=lambda g: (-len(g["policies"]), g["category"]))
+    counted = [e["estimated_value_wan"] for e in package if e["counted_in_total"] and e["estimated_value_wan"]]
+    deferred = [e["estimated_value_wan"] for e in package if e["value_kind"] == "cash_flow"
+                and e["estimated_value_wan"]]
     return {
         "policies": len(package),
-        "estimated_value_wan": round(sum(g["estimated_value_wan"] for g in groups), 2),
+        "estimated_value_wan": round(sum(counted), 2),
+        "valued_policies": len(counted),
+        "cash_flow_wan": round(sum(deferred), 2),
         "by_category": groups,
     }
 
 
-def estimate_value(policy: Policy, record: dict[str, Any]) -> float | None:
-    """The yearly value in 万元 from the catalog formula, or None when an input is unknown."""
+def estimate_value(policy: Policy, record: dict[str, Any], as_of: dt.date) -> float | None:
+    """The yearly value in 万元 from the catalog formula on ``as_of``, or None when it cannot be estimated: no
+    formula (or an advantage that is no money), an input unknown, or a parameter not in force that day (a lapsed
+    policy is never valued on its last rates)."""
     est = benefit_of(policy).estimate
-    if est is None:
+    if est is None or est.parsed is None or policy.lapsed(as_of):
         return None
-    value = float(np.asarray(est.parsed.evaluate(record)))
+    value = float(np.asarray(est.parsed.evaluate(record, as_of)))
     if math.isnan(value) or math.isinf(value):
         return None
     return round(max(value, 0.0), 2)
+
+
+def counts_as_money(policy: Policy) -> bool:
+    """A value that is money the firm keeps or receives (not a deferral, not a price advantage)."""
+    est = benefit_of(policy).estimate
+    return est is not None and est.kind == "saving"
+
+
+def value_fields(policy: Policy, value: float | None, as_of: dt.date) -> dict[str, Any]:
+    """``value_kind`` and ``value_assumption`` beside a value: the assumption (its parameters shown as in force on
+    ``as_of``) whenever there is a number or an advantage to qualify, else the reason there is no number."""
+    est = benefit_of(policy).estimate
+    if est is None:
+        return {"value_kind": None, "value_assumption": None}
+    if value is None and est.kind != "non_monetary":
+        if policy.lapsed(as_of):
+            why = f"{policy.lapse_note(as_of)}，暂不估算金额"
+        else:
+            missing = "、".join(FIELDS[f].label for f in est.parsed.fields) if est.parsed else ""
+            why = f"需要{missing}才能估算金额" if missing else "暂不能估算金额"
+        return {"value_kind": est.kind, "value_assumption": why}
+    return {"value_kind": est.kind, "value_assumption": est.render(as_of)}
+
+
+def _valued(policy: Policy, record: dict[str, Any], as_of: dt.date) -> dict[str, Any]:
+    value = estimate_value(policy, record, as_of)
+    return {"estimated_value_wan": value, **value_fields(policy, value, as_of)}

@@ -21,6 +21,8 @@ class _Sourced(_Result):
     policy_id: str
     source_task: int | None = Field(description="《徐州市2023年优化营商环境重点任务》 task number")
     source_measure: int | None = Field(description="《徐州市2023年优化营商环境十项举措》 measure number")
+    source_document: str = Field(description="the document that grants it: 徐委办〔2023〕37号 (the plan) or a national "
+                                             "or provincial announcement (e.g. 财政部 税务总局公告2023年第12号)")
 
 
 class ScoreParts(_Result):
@@ -39,12 +41,16 @@ class PackageEntry(_Sourced):
     strength_label: str | None
     score: float
     reasons: list[str]
-    estimated_value_wan: float | None
+    estimated_value_wan: float | None = Field(description="万元 per year (a deferral: the amount deferred); null when "
+                                                          "not estimable — value_assumption says why")
     how_to_apply: str
     why_you: str
     category_label: str
     benefit: str
-    value_assumption: str | None
+    value_kind: str | None = Field(description="saving | cash_flow (缓缴, never in a total) | non_monetary; null: "
+                                               "no estimate for this policy")
+    value_assumption: str | None = Field(description="one Chinese sentence: the assumption behind the value, or why "
+                                                     "there is none")
     exclusive_group: str | None
     lead_departments: list[str]
     matched_triggers: list[str]
@@ -87,6 +93,8 @@ class NearMiss(_Sourced):
     strength: str | None
     strength_label: str | None
     estimated_value_wan: float | None
+    value_kind: str | None
+    value_assumption: str | None
     needs_review: bool
     review_note: str | None
 
@@ -121,7 +129,10 @@ class CategorySummary(_Result):
 class Summary(_Result):
     policies: int
     # an empty package sums to the integer 0: kept as written (int | float, never coerced)
-    estimated_value_wan: int | float
+    estimated_value_wan: int | float = Field(description="the sum of the entries counted_in_total (each exclusive "
+                                                         "group once; deferrals and non-money advantages never)")
+    valued_policies: int = Field(description="entries whose value is in the total")
+    cash_flow_wan: int | float = Field(description="deferred amounts (缓缴), not savings: shown apart")
     by_category: list[CategorySummary]
 
 

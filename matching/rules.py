@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from matching.gaps import order_of, statically_closable
-from policies.rules import All, Leaf, Not, Rule, leaves, top_clauses
+from policies.params import parameters
+from policies.rules import All, Leaf, Not, Rule, leaves, params_of, top_clauses
 from policies.schema import Policy
 from profiles.columns import ProfileBatch, codes
 from profiles.fields import FIELDS, Kind
@@ -160,8 +161,9 @@ class CompiledPolicy:
     leaf_count: int
 
     @classmethod
-    def compile(cls, policy: Policy) -> CompiledPolicy:
-        rule = policy.rule
+    def compile(cls, policy: Policy, as_of: dt.date | None = None) -> CompiledPolicy:
+        """Compile the rule; a rule with parameter thresholds needs the day whose values it takes."""
+        rule = policy.rule if as_of is None else policy.rule_at(as_of)
         clauses = top_clauses(rule)
         return cls(policy, rule, clauses, tuple(is_actionable(c) for c in clauses),
                    tuple(ordinal_leaf(c) for c in clauses), len(leaves(rule)))
@@ -180,6 +182,8 @@ class BatchResult:
     near_miss: np.ndarray  # bool [policies, n]: failed exactly one top-level clause
     active: np.ndarray  # bool [policies]: published and in force on as_of
     cache: LeafCache | None = dc_field(default=None, repr=False)
+    #: the compiled rules evaluated: parameter thresholds as in force on as_of (explain with these)
+    compiled: list[CompiledPolicy] = dc_field(default_factory=list, repr=False)
 
     def counts(self) -> dict[str, dict[str, int]]:
         return {
@@ -198,6 +202,24 @@ class RuleEngine:
     def __init__(self, policies: Sequence[Policy]) -> None:
         self.compiled = [CompiledPolicy.compile(p) for p in policies]
         self.index = {c.id: i for i, c in enumerate(self.compiled)}
+        self._dated = [i for i, c in enumerate(self.compiled) if params_of(c.rule)]
+        self._epochs: dict[tuple[Any, ...], list[CompiledPolicy]] = {}
+
+    def at(self, as_of: dt.date) -> list[CompiledPolicy]:
+        """The compiled rules with parameter thresholds as in force on ``as_of`` (one compile per distinct set
+        of values: the rules without parameters are shared)."""
+        if not self._dated:
+            return self.compiled
+        table = parameters()
+        key = tuple(tuple(table[name].latest(as_of).value for name in params_of(self.compiled[i].rule))
+                    for i in self._dated)
+        hit = self._epochs.get(key)
+        if hit is None:
+            hit = list(self.compiled)
+            for i in self._dated:
+                hit[i] = CompiledPolicy.compile(self.compiled[i].policy, as_of)
+            self._epochs[key] = hit
+        return hit
 
     @property
     def policy_ids(self) -> list[str]:
@@ -213,20 +235,21 @@ class RuleEngine:
         if batch.as_of != as_of:
             raise ValueError(f"batch derived for {batch.as_of}, evaluated for {as_of}")
         cache = LeafCache(batch)
-        active = np.array([c.policy.is_active(as_of) for c in self.compiled], dtype=bool)
+        compiled = self.at(as_of)
+        active = np.array([c.policy.is_active(as_of) for c in compiled], dtype=bool)
         if batch.n <= SMALL_BATCH:
-            status, near = self._evaluate_stacked(cache, active, near_misses)
+            status, near = self._evaluate_stacked(compiled, cache, active, near_misses)
         else:
-            status, near = self._evaluate_per_policy(cache, active, near_misses)
-        return BatchResult(self.policy_ids, status, near, active, cache if keep_trace else None)
+            status, near = self._evaluate_per_policy(compiled, cache, active, near_misses)
+        return BatchResult(self.policy_ids, status, near, active, cache if keep_trace else None, compiled)
 
-    def _evaluate_per_policy(self, cache: LeafCache, active: np.ndarray,
+    def _evaluate_per_policy(self, compiled: list[CompiledPolicy], cache: LeafCache, active: np.ndarray,
                              near_misses: bool) -> tuple[np.ndarray, np.ndarray]:
         """Large batches: one pass per policy over whole columns."""
-        n, m = cache.batch.n, len(self.compiled)
+        n, m = cache.batch.n, len(compiled)
         status = np.zeros((m, n), dtype=np.int8)
         near = np.zeros((m, n), dtype=bool)
-        for i, comp in enumerate(self.compiled):
+        for i, comp in enumerate(compiled):
             if not active[i]:
                 continue
             clause_masks = [eval_rule(cl, cache) for cl in comp.clauses]
@@ -247,19 +270,19 @@ class RuleEngine:
                 near[i] = _near_miss(clause_masks, actionable)
         return status, near
 
-    def _evaluate_stacked(self, cache: LeafCache, active: np.ndarray,
+    def _evaluate_stacked(self, compiled: list[CompiledPolicy], cache: LeafCache, active: np.ndarray,
                           near_misses: bool) -> tuple[np.ndarray, np.ndarray]:
         """Small batches (one enterprise on the phone): every top-level clause of every policy is a
         row of stacked matrices, so status and near misses cost a few whole-matrix operations
         instead of a dozen tiny ones per policy (numpy's per-call overhead dominates at n = 1)."""
-        n, m = cache.batch.n, len(self.compiled)
+        n, m = cache.batch.n, len(compiled)
         true_rows: list[np.ndarray] = []
         false_rows: list[np.ndarray] = []
         fix_rows: list[np.ndarray] = []  # false AND actionable
         starts: list[int] = []
         sizes = np.zeros(m, dtype=np.int16)
         yes, no = np.ones(n, dtype=bool), np.zeros(n, dtype=bool)
-        for i, comp in enumerate(self.compiled):
+        for i, comp in enumerate(compiled):
             starts.append(len(true_rows))
             if not active[i] or not comp.clauses:  # inactive: one false clause; all([]): one true
                 true_rows.append(yes if active[i] else no)

@@ -6,16 +6,22 @@ A rule is a tree of ``all`` / ``any`` / ``not`` over leaf comparisons of one fie
       - {field: size, in: [small, micro]}
       - not: {field: flags, has_any: [seriously_dishonest]}
 
+A numeric threshold set by law names its dated parameter instead of a number (``policies/params.py``):
+``{field: monthly_sales_wan, le: {param: vat.small_scale_exemption_monthly_wan}}``; :func:`resolve` puts in the
+value in force on the evaluation day.
+
 This module only parses and checks the tree (field names, operators, value types and
 vocabularies). Evaluating it lives in ``matching.rules``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import datetime as dt
+from dataclasses import dataclass, replace
 from typing import Any
 
 from policies.messages import KIND_NAMES, field_ref, quoted, show_value, suggest_zh, type_name
+from policies.params import ParamRef, parameters, unknown_parameter
 from profiles.fields import FIELDS, RULE_FIELDS, Kind
 from profiles.labels import vocabulary
 
@@ -174,6 +180,15 @@ def _parse_leaf(data: dict[str, Any], path: str) -> Leaf:
 
 
 def _check_value(name: str, kind: Kind, value: Any, path: str) -> Any:
+    if kind is Kind.NUMBER and isinstance(value, dict):
+        if set(value) != {"param"} or not isinstance(value["param"], str):
+            raise RuleError(f"字段{field_ref(name)}的取值应为数字，或 {{param: 参数名}}，实际为 {show_value(value)}", path)
+        ref = value["param"]
+        if ref not in parameters():
+            raise RuleError(unknown_parameter(ref), path)
+        if parameters()[ref].is_scale:
+            raise RuleError(f"参数“{ref}”是税率表，不能作为比较的取值", path)
+        return ParamRef(ref)
     if kind is Kind.NUMBER:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise RuleError(f"字段{field_ref(name)}是数值字段，取值应为数字，实际为 {show_value(value)}", path)
@@ -209,3 +224,29 @@ def top_clauses(rule: Rule) -> tuple[Rule, ...]:
 def fields_of(rule: Rule) -> list[str]:
     """The distinct fields a rule reads, in first-use order."""
     return list(dict.fromkeys(leaf.field for leaf in leaves(rule)))
+
+
+def params_of(rule: Rule) -> list[str]:
+    """The parameters a rule's thresholds name, in first-use order."""
+    return list(dict.fromkeys(leaf.value.name for leaf in leaves(rule) if isinstance(leaf.value, ParamRef)))
+
+
+def resolve(rule: Rule, as_of: dt.date) -> Rule:
+    """The rule with each parameter threshold replaced by its value on ``as_of`` (an ended parameter by its
+    last value: whether the policy is offered at all is :meth:`policies.schema.Policy.is_active`'s decision).
+    A rule without parameters is returned as it is."""
+    if not params_of(rule):
+        return rule
+    return _resolve(rule, as_of)
+
+
+def _resolve(rule: Rule, as_of: dt.date) -> Rule:
+    if isinstance(rule, Leaf):
+        if isinstance(rule.value, ParamRef):
+            value = parameters()[rule.value.name].latest(as_of).value
+            return replace(rule, value=value)
+        return rule
+    if isinstance(rule, Not):
+        return Not(_resolve(rule.child, as_of))
+    kids = tuple(_resolve(c, as_of) for c in rule.children)
+    return All(kids) if isinstance(rule, All) else Any_(kids)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from functools import cached_property
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from policies.formula import Formula, parse_formula
-from policies.rules import Rule, parse_rule
+from policies.params import parameters
+from policies.rules import Rule, params_of, parse_rule, resolve
 
 PLAN_DOCUMENT = "徐委办〔2023〕37号"
 PLAN_DATE = dt.date(2023, 4, 19)
@@ -79,17 +81,34 @@ class _Strict(BaseModel):
 
 
 class Source(_Strict):
-    """Where the policy comes from in the plan: a task (附件1 序号) or a measure (附件2)."""
+    """Where the policy comes from: a task (附件1 序号) or a measure (附件2) of the plan, or — the national and
+    provincial layer the plan takes for granted — an announcement (``document`` its number, e.g.
+    财政部 税务总局公告2023年第12号, both numbers null), with the sentence that grants it and where it was read."""
 
     document: NonEmpty = PLAN_DOCUMENT
     task_no: int | None = Field(None, ge=1, le=160, description="附件1 序号 1–160")
     measure_no: int | None = Field(None, ge=1, le=10, description="附件2 举措 1–10")
-    section: NonEmpty = Field(description="the plan's heading, e.g. （十一）落实各类减税降费政策")
+    section: NonEmpty = Field(description="the plan's heading, e.g. （十一）落实各类减税降费政策; for an announcement "
+                                          "its title and article")
     related_tasks: tuple[int, ...] = Field((), description="other tasks this policy also serves")
+    quote: str | None = Field(None, description="an announcement's own sentence(s) that grant the benefit")
+    read_at: str | None = Field(None, description="where the announcement's text was read (address), or why it "
+                                                  "could not be verified")
+
+    @property
+    def national(self) -> bool:
+        """From an announcement rather than the city's plan."""
+        return self.document != PLAN_DOCUMENT
 
     @model_validator(mode="after")
     def _one_origin(self) -> Source:
-        if (self.task_no is None) == (self.measure_no is None):
+        if self.national:
+            if self.task_no is not None or self.measure_no is not None:
+                raise ValueError(f"来源文件为“{self.document}”（非本计划）时 task_no 和 measure_no 应为空；"
+                                 "与计划任务的关联请写在 related_tasks")
+            if not self.quote or not self.read_at:
+                raise ValueError(f"来源文件为“{self.document}”的条目须填写 quote（文件原文）和 read_at（核对原文的出处）")
+        elif (self.task_no is None) == (self.measure_no is None):
             raise ValueError("task_no（附件1 序号 1–160）与 measure_no（附件2 举措 1–10）须填写且只能填写其中一项")
         for no in self.related_tasks:
             if not 1 <= no <= 160:
@@ -97,21 +116,55 @@ class Source(_Strict):
         return self
 
 
-class Estimate(_Strict):
-    """A value estimate in 万元 per year, with the assumption a reader must see beside it."""
+#: What an estimate's number is: money saved or received in a year, money kept for a while (缓缴: not a
+#: saving, never added to a total), or an advantage that is no sum of money (价格扣除: no formula).
+VALUE_KINDS: dict[str, str] = {
+    "saving": "每年少缴或获得的金额",
+    "cash_flow": "缓缴金额（暂缓缴纳，不是减免，不计入合计）",
+    "non_monetary": "非金额优势（不折算为金额）",
+}
 
-    formula: NonEmpty
+
+class Estimate(_Strict):
+    """A value estimate in 万元 per year, with the assumption a reader must see beside it (one Chinese
+    sentence; ``{参数名}`` in it shows that parameter's value on the as-of day, e.g. ``{guarantee.policy_fee_cap}``)."""
+
+    formula: NonEmpty | None = None
     assumption: NonEmpty
+    kind: Literal["saving", "cash_flow", "non_monetary"] = "saving"
 
     @field_validator("formula")
     @classmethod
-    def _parse(cls, value: str) -> str:
-        parse_formula(value)
+    def _parse(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_formula(value)
         return value
 
-    @property
-    def parsed(self) -> Formula:
-        return parse_formula(self.formula)
+    @model_validator(mode="after")
+    def _formula_fits_kind(self) -> Estimate:
+        if self.kind == "non_monetary" and self.formula is not None:
+            raise ValueError("kind 为 non_monetary（非金额优势）的估值不能有公式 formula")
+        if self.kind != "non_monetary" and self.formula is None:
+            raise ValueError(f"kind 为 {self.kind} 的估值须填写公式 formula")
+        for name in _placeholders(self.assumption):
+            if name not in parameters():
+                raise ValueError(f"估值假设中的“{{{name}}}”不是已知参数")
+        return self
+
+    @cached_property
+    def parsed(self) -> Formula | None:
+        return None if self.formula is None else parse_formula(self.formula)
+
+    def render(self, as_of: dt.date) -> str:
+        """The assumption with each ``{parameter}`` shown as its value on ``as_of``."""
+        return _PLACEHOLDER.sub(lambda m: parameters()[m.group(1)].show(as_of), self.assumption)
+
+
+_PLACEHOLDER = re.compile(r"\{([a-z0-9_]+(?:\.[a-z0-9_]+)+)\}")
+
+
+def _placeholders(text: str) -> list[str]:
+    return _PLACEHOLDER.findall(text)
 
 
 class Benefit(_Strict):
@@ -169,6 +222,9 @@ class Policy(_Strict):
     target_year: int | None = Field(
         None, ge=2000, le=2100,
         description="the plan's wording ties a target to this year (力争2023年…): a goal of that year, not a promise")
+    lapse: Literal["withdraw", "pending_notice"] = Field(
+        "withdraw", description="once a parameter it reads has ended: withdraw (no longer offered) or "
+        "pending_notice (still shown, marked 延续与否以主管部门公布为准, not valued)")
 
     @field_validator("category", "benefit_type")
     @classmethod
@@ -232,8 +288,53 @@ class Policy(_Strict):
         """The entry's review date has passed: an answer citing it must say so."""
         return self.review_by is not None and as_of > self.review_by
 
+    @cached_property
+    def params(self) -> tuple[str, ...]:
+        """The dated parameters its rule and its value formula read."""
+        names = params_of(self.rule) if self.eligibility is not None else []
+        est = self.benefit.estimate if self.benefit else None
+        if est is not None and est.parsed is not None:
+            names += list(est.parsed.params)
+        return tuple(dict.fromkeys(names))
+
+    def rule_at(self, as_of: dt.date) -> Rule:
+        """The rule with its parameter thresholds as in force on ``as_of``."""
+        return resolve(self.rule, as_of)
+
+    def ended_params(self, as_of: dt.date) -> list[str]:
+        """Parameters it reads that have ended by ``as_of`` (their last period is over)."""
+        table = parameters()
+        return [n for n in self.params if (end := table[n].last_day) is not None and as_of > end]
+
+    def lapsed(self, as_of: dt.date) -> bool:
+        """Shown although a parameter it reads has ended (``lapse: pending_notice``): not valued, marked."""
+        return self.lapse == "pending_notice" and bool(self.ended_params(as_of))
+
+    def lapse_note(self, as_of: dt.date) -> str | None:
+        """延续与否以主管部门公布为准, with the day the current documents end, when :meth:`lapsed`."""
+        if not self.lapsed(as_of):
+            return None
+        end = max(d for n in self.ended_params(as_of) if (d := parameters()[n].last_day) is not None)
+        return f"现行文件执行至{end.year}年{end.month}月{end.day}日，延续与否以主管部门公布为准"
+
     def is_active(self, as_of: dt.date) -> bool:
-        """Published and inside its validity window on ``as_of``."""
+        """Published, inside its validity window on ``as_of``, and every parameter it reads in force then (or
+        ended with ``lapse: pending_notice``); a parameter not yet in force makes it inactive too."""
         if self.status != "published" or as_of < self.effective_from:
             return False
-        return self.effective_to is None or as_of <= self.effective_to
+        if self.effective_to is not None and as_of > self.effective_to:
+            return False
+        table = parameters()
+        for name in self.params:
+            param = table[name]
+            if as_of < param.first_day:
+                return False
+            if not param.in_force(as_of) and not (self.lapse == "pending_notice" and param.last_day is not None
+                                                   and as_of > param.last_day):
+                return False
+        return True
+
+    @property
+    def source_document(self) -> str:
+        """The document that grants it (the plan, or a national/provincial announcement)."""
+        return self.source.document

@@ -55,6 +55,7 @@ LISTING_STATUSES = {
 }
 TAX_CREDIT_GRADES = {"A": "A级", "B": "B级", "M": "M级", "C": "C级", "D": "D级"}
 TAXPAYER_TYPES = {"general": "一般纳税人", "small_scale": "小规模纳税人"}
+VAT_FILING_PERIODS = {"monthly": "按月申报", "quarterly": "按季申报"}
 QUALIFICATIONS = {
     "high_tech": "高新技术企业",
     "tech_sme": "科技型中小企业",
@@ -158,8 +159,24 @@ def _fields() -> dict[str, Field]:
           help="增值税纳税人身份，可在电子税务局“纳税人信息”中查看"),
         F("monthly_sales_wan", K.NUMBER, "月销售额", "万元", actionable=True,
           help="近期平均每月的销售额（增值税申报口径）；单位万元"),
+        F("vat_filing_period", K.CATEGORY, "增值税申报期", vocabulary=VAT_FILING_PERIODS,
+          help="小规模纳税人按月还是按季申报增值税，见电子税务局“税费种认定信息”；按季申报的免税标准为季度销售额30万元"),
+        F("taxable_income_wan", K.NUMBER, "年应纳税所得额", "万元",
+          help="上一年度企业所得税年度申报表（A100000）第23行“应纳税所得额”，个体工商户为经营所得应纳税所得额；"
+          "亏损填0；用于估算所得税优惠，单位万元"),
+        F("rd_expense_wan", K.NUMBER, "上年研发费用", "万元", actionable=True,
+          help="上一年度发生的研发费用（研发支出辅助账或年度申报表A107012的“允许加计扣除的研发费用”）；单位万元"),
         F("annual_payroll_wan", K.NUMBER, "年工资总额", "万元",
           help="上一年度全部职工工资总额；用于估算工会经费返还等金额，单位万元"),
+        F("unemployment_insurance_paid_wan", K.NUMBER, "上年实际缴纳失业保险费", "万元",
+          help="上一年度企业及其职工实际缴纳的失业保险费合计（社保缴费记录或电子税务局社保费缴费明细）；"
+          "用于估算稳岗返还，单位万元"),
+        F("layoff_rate_pct", K.NUMBER, "上年裁员率", "%",
+          help="上一年度裁减人数占上年末参保职工总数的百分比（未裁员填0），如 3.2 表示3.2%；稳岗返还以此为条件"),
+        F("disabled_employees", K.NUMBER, "安排残疾人就业人数", "人",
+          help="上一年度实际安排就业、持有残疾人证或残疾军人证的职工人数（按月平均计算）；用于估算残疾人就业保障金"),
+        F("deductible_input_vat_wan", K.NUMBER, "当年可抵扣进项税额", "万元",
+          help="一般纳税人本年度可抵扣的进项税额合计（增值税申报表附列资料二）；用于估算先进制造业加计抵减，单位万元"),
         F("has_union", K.BOOL, "是否建立工会", vocabulary=BOOLS, yes="已建立工会", no="未建立工会",
           help="企业是否已建立工会组织（工会经费返还返到企业工会账户，未建工会的企业没有可返还的部分）"),
         F("financing_need_wan", K.NUMBER, "融资需求", "万元",

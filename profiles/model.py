@@ -35,6 +35,7 @@ Ownership = Literal["private", "state_owned", "foreign", "collective", "other"]
 ListingStatus = Literal["unlisted", "reserve", "neeq", "listed"]
 TaxCreditGrade = Literal["A", "B", "M", "C", "D"]
 TaxpayerType = Literal["general", "small_scale"]
+VatFilingPeriod = Literal["monthly", "quarterly"]
 Qualification = Literal[
     "high_tech", "tech_sme", "specialized_sme", "little_giant", "single_champion",
     "tech_center", "postdoc_station", "skill_master_studio",
@@ -49,6 +50,7 @@ Flag = Literal[
 # 1e9 万元 (10 quadrillion yuan) are far above any real firm.
 Count = Annotated[int, Field(ge=0, le=10_000_000, strict=True)]
 Wan = Annotated[float, Field(ge=0, le=1e9, allow_inf_nan=False)]
+Percent = Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)]
 Text = Annotated[str, StringConstraints(strip_whitespace=True)]
 
 
@@ -115,7 +117,14 @@ class EnterpriseProfile(BaseModel):
     tax_credit_grade: TaxCreditGrade | None = None
     taxpayer_type: TaxpayerType | None = None
     monthly_sales_wan: Wan | None = None
+    vat_filing_period: VatFilingPeriod | None = None
+    taxable_income_wan: Wan | None = None
+    rd_expense_wan: Wan | None = None
     annual_payroll_wan: Wan | None = None
+    unemployment_insurance_paid_wan: Wan | None = None
+    layoff_rate_pct: Percent | None = None
+    disabled_employees: Count | None = None
+    deductible_input_vat_wan: Wan | None = None
     financing_need_wan: Wan | None = None
     has_union: Annotated[bool, Field(strict=True)] | None = None
     qualifications: list[Qualification] | None = Field(None, max_length=8)

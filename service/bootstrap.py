@@ -23,6 +23,7 @@ from matching.embeddings import Embedder, load_embedder
 from matching.package import Matcher
 from matching.reverse import EnterpriseIndex
 from policies.loader import Catalog, load_catalog
+from policies.params import parameters_digest
 from policies.schema import Policy
 from profiles.columns import ProfileBatch
 from service.db.migrate import upgrade
@@ -305,13 +306,15 @@ def published_catalog(session: Session, settings: Settings) -> Catalog:
 # ---- the one way to build a catalog, an embedder and a matcher (CLI, service and batch alike) ------------
 
 def catalog_fingerprint(entries: Mapping[str, Policy]) -> str:
-    """The catalog's identity as a function of its content only: every entry's id and canonical JSON.
+    """The catalog's identity as a function of its content only: every entry's id and canonical JSON, and the
+    dated parameters (policies/params.py).
 
     The same entries give the same fingerprint whether they were read from the YAML files or from the
     published rows of a database (file names, comments and key order do not count)."""
     digest = hashlib.sha256()
     for policy_id in sorted(entries):
         digest.update(f"{policy_id}:{canonical_hash(entries[policy_id].model_dump(mode='json'))};".encode())
+    digest.update(f"parameters:{parameters_digest()}".encode())  # the dated rates and thresholds they read
     return digest.hexdigest()
 
 

@@ -17,7 +17,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from matching.package import REVIEW_NOTE, benefit_of, estimate_value, leaf_facts
+from matching.package import benefit_of, estimate_value, leaf_facts, review_fields, value_fields
 from matching.rules import LeafCache, trace_rule
 from policies.rules import fields_of
 from policies.schema import STRENGTHS, Policy
@@ -45,6 +45,10 @@ class Firm:
     record: dict[str, Any]
     cache: LeafCache
     row: int
+
+    @property
+    def as_of(self) -> dt.date:
+        return self.cache.batch.as_of
 
 
 def firm_records(conn: Connection, usccs: list[str], as_of: dt.date) -> dict[str, Firm]:
@@ -79,7 +83,7 @@ def item_text(policy: Policy) -> dict[str, Any]:
     return {"title": policy.title, "benefit": benefit_of(policy).description, "strength": policy.strength,
             "strength_label": STRENGTHS.get(policy.strength or "", None), "how_to_apply": policy.how_to_apply,
             "lead_departments": list(policy.lead_departments), "source_task": policy.source.task_no,
-            "source_measure": policy.source.measure_no}
+            "source_measure": policy.source.measure_no, "source_document": policy.source_document}
 
 
 def item_for_firm(policy: Policy, firm: Firm | None) -> dict[str, Any]:
@@ -93,13 +97,16 @@ def item_for_firm(policy: Policy, firm: Firm | None) -> dict[str, Any]:
         why = "本政策面向所有市场主体，贵企业符合条件"
     else:
         why = "按贵企业登记的画像判断符合条件"
-    value = estimate_value(policy, record) if record is not None else None
-    estimate = benefit_of(policy).estimate
-    assumption = estimate.assumption if value is not None and estimate else None
+    value = estimate_value(policy, record, firm.as_of) if firm is not None else None
+    kind = est.kind if (est := benefit_of(policy).estimate) else None
+    assumption = value_fields(policy, value, firm.as_of)["value_assumption"] if value is not None and firm else None
     lead = "、".join(policy.lead_departments)
-    worth = f"，估算约{value:g}万元/年" if value else ""
+    worth = ""
+    if value:
+        worth = f"，可缓缴约{value:g}万元/年" if kind == "cash_flow" else f"，估算约{value:g}万元/年"
     line = f"{policy.title}：{why}{worth}。办理：{policy.how_to_apply.rstrip('。；')}（牵头部门：{lead}）。"
-    return {"why": why, "estimated_value_wan": value, "value_assumption": assumption, "line": line}
+    return {"why": why, "estimated_value_wan": value, "value_kind": kind, "value_assumption": assumption,
+            "line": line}
 
 
 _FACTS: dict[tuple[Any, ...], list[str]] = {}
@@ -109,12 +116,12 @@ def _facts(policy: Policy, firm: Firm) -> list[str]:
     """The firm's own values that make the policy's rule hold (:func:`leaf_facts` of its trace),
     remembered per policy version and the values of the fields its rule reads (firms share them: a
     night's messages reuse a few thousand distinct lines)."""
-    key = (policy.id, policy.version, *(_frozen(firm.record.get(f)) for f in fields_of(policy.rule)))
+    key = (policy.id, policy.version, firm.as_of if policy.params else None, *(_frozen(firm.record.get(f)) for f in fields_of(policy.rule)))
     hit = _FACTS.get(key)
     if hit is None:
         if len(_FACTS) > 200_000:
             _FACTS.clear()
-        trace = trace_rule(policy.rule, firm.cache, firm.row, firm.record)
+        trace = trace_rule(policy.rule_at(firm.as_of), firm.cache, firm.row, firm.record)
         hit = _FACTS[key] = list(dict.fromkeys(leaf_facts(trace)))
     return hit
 
@@ -173,8 +180,7 @@ class Composer:
             if policy is None:
                 hit = {}
             else:
-                review = policy.needs_review(self.as_of)
-                hit = {**item_text(policy), "needs_review": review, "review_note": REVIEW_NOTE if review else None}
+                hit = {**item_text(policy), **review_fields(policy, self.as_of)}
             self._texts[policy_id] = hit
         return hit
 

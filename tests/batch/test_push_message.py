@@ -40,8 +40,9 @@ def test_each_pushed_item_answers_why_how_who_and_where(engine: Engine, database
             assert (item["source_task"], item["source_measure"]) == (policy.source.task_no,
                                                                      policy.source.measure_no)
             assert item["why"].startswith(("贵企业", "本政策面向所有市场主体"))
-            assert item["needs_review"] is policy.needs_review(AS_OF)
-            assert item["estimated_value_wan"] == estimate_value(policy, record)
+            assert item["needs_review"] is (policy.needs_review(AS_OF) or policy.lapsed(AS_OF))
+            assert item["estimated_value_wan"] == estimate_value(policy, record, AS_OF)
+            assert item["source_document"] == policy.source_document
             assert policy.title in item["line"] and policy.how_to_apply.rstrip("。；") in item["line"]
             # the why line quotes the firm's own values (e.g. 企业规模为小型 for a small firm)
             size = record.get("size")

@@ -99,8 +99,8 @@ def test_reasons_name_the_fields_and_values_that_decided(matcher: Matcher) -> No
     assert entry["reasons"][:2] == ["企业规模为小型或微型（当前：小型）", "市场主体类型为企业（当前：企业）"]
     estimate = matcher.catalog["union-fee-refund-small-micro"].benefit.estimate
     assert estimate is not None
-    assert entry["estimated_value_wan"] == round(float(estimate.parsed.evaluate({"annual_payroll_wan": 300.0})), 2)
-    assert entry["estimated_value_wan"] > 0 and entry["value_assumption"] == estimate.assumption
+    assert entry["estimated_value_wan"] == round(float(estimate.parsed.evaluate({"annual_payroll_wan": 300.0}, AS_OF)), 2)
+    assert entry["estimated_value_wan"] > 0 and entry["value_assumption"] == estimate.render(AS_OF)
     assert entry["strength"] == "entitlement" and entry["strength_label"] == "符合条件即可享受"
     clause = entry["clauses"][0]
     assert clause == {"clause": "企业规模为小型或微型", "outcome": "passed", "field": "size",
@@ -111,7 +111,9 @@ def test_value_is_null_when_its_input_is_unknown(matcher: Matcher) -> None:
     profile = {k: v for k, v in BASE.items() if k != "annual_payroll_wan"} | {"has_union": True}
     out = matcher.match(derive(parse_profile(profile), AS_OF)).model_dump(mode="json")
     entry = next(e for e in out["package"] if e["policy_id"] == "union-fee-refund-small-micro")
-    assert entry["estimated_value_wan"] is None and entry["value_assumption"] is None
+    # no number, and the assumption line says what is missing instead of an assumption about nothing
+    assert entry["estimated_value_wan"] is None and entry["value_assumption"] == "需要年工资总额才能估算金额"
+    assert entry["counted_in_total"] and out["summary"]["estimated_value_wan"] == 0
 
 
 def test_adverse_flags_open_remedial_policies(matcher: Matcher) -> None:

@@ -124,13 +124,13 @@ def test_union_fee_refund_is_valued_at_the_increment_over_what_the_union_keeps(c
     policy = catalog["union-fee-refund-small-micro"]
     estimate = policy.benefit.estimate  # type: ignore[union-attr]
     assert estimate is not None
-    assert estimate_value(policy, _record(annual_payroll_wan=300, has_union=True)) == pytest.approx(2.4)
-    assert estimate_value(policy, _record(annual_payroll_wan=1000, has_union=True)) == pytest.approx(8.0)
+    assert estimate_value(policy, _record(annual_payroll_wan=300, has_union=True), AS_OF) == pytest.approx(2.4)
+    assert estimate_value(policy, _record(annual_payroll_wan=1000, has_union=True), AS_OF) == pytest.approx(8.0)
     # the full 2% is no longer claimed as the firm's gain
-    assert estimate_value(policy, _record(annual_payroll_wan=300, has_union=True)) < 300 * 0.02
+    assert estimate_value(policy, _record(annual_payroll_wan=300, has_union=True), AS_OF) < 300 * 0.02
     # one Chinese sentence naming the retention share it rests on, and saying it could not be verified
-    assumption = estimate.assumption
-    assert "60%" in assumption and "0.8%" in assumption and "未能核实" in assumption
+    assumption = estimate.render(AS_OF)  # the parameters shown as in force that day
+    assert "2%" in assumption and "60%" in assumption and "未核实" in assumption
     assert assumption.count("。") == 1 and assumption.endswith("。")
 
 

@@ -110,10 +110,11 @@ def test_an_impossible_date_and_a_non_utf8_file_are_problems_not_crashes(tmp_pat
 
 def test_unsafe_formula_is_rejected(tmp_path: Path) -> None:
     text = EXAMPLE.read_text(encoding="utf-8").replace(
-        "annual_payroll_wan * 0.02", "__import__('os').system('true')")
+        "annual_payroll_wan * union.fee_rate * (1 - union.grassroots_retention_share)",
+        "__import__('os').system('true')")
     problems = _problems(_catalog_with(tmp_path, text))
     assert f"union-fee-refund-small-micro.yaml:{_line(text, 'formula:')}: benefit.estimate.formula: " \
-        "公式中只能调用 min(…) 和 max(…)，且不能使用关键字参数" in problems
+        "公式中只能调用 min(…)、max(…)、where(…) 和 marginal(…)，且不能使用关键字参数" in problems
 
 
 def test_on_trigger_policy_needs_triggers(tmp_path: Path) -> None:

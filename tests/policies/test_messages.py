@@ -106,7 +106,7 @@ def _variants() -> dict[str, str]:
         "source-extra": ("  task_no: 61\n", "  task_no: 61\n  page: 3\n"),
         "category": ("category: tax_fee", "category: tax"),
         "benefit-type": ("benefit_type: refund", "benefit_type: refunds"),
-        "formula": ("annual_payroll_wan * 0.02", "size * 0.02"),
+        "formula": ("annual_payroll_wan * union.fee_rate", "size * union.fee_rate"),
         "rule": ("in: [small, micro]", "in: [smal]"),
         "delivery": ("delivery: proactive", "delivery: sometimes"),
         "triggers": ("delivery: proactive\ntriggers: [工会经费, 返还, 减负]", "delivery: on_trigger\ntriggers: []"),

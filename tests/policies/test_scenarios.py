@@ -34,7 +34,8 @@ def test_scenario(case: Case, catalog: Catalog, matcher: Matcher) -> None:
     got = STATUS[int(result.status[engine_index, 0])]
     assert got == case.expect, f"{case.file} / {case.name}: engine says {got}"
     # the reference evaluator and the scalar derivation agree with the batch
-    want = reference.outcome(policy.rule, portrait.record) if policy.is_active(case.as_of) else "ineligible"
+    want = (reference.outcome(policy.rule_at(case.as_of), portrait.record) if policy.is_active(case.as_of)
+            else "ineligible")
     assert want == case.expect
     if case.near_miss is not None:
         assert bool(result.near_miss[engine_index, 0]) == case.near_miss
@@ -46,7 +47,7 @@ def test_scenario(case: Case, catalog: Catalog, matcher: Matcher) -> None:
         if case.missing is not None:
             assert sorted(entry["missing"]) == sorted(case.missing)
     if case.value_wan is not None:
-        assert estimate_value(policy, portrait.record) == pytest.approx(case.value_wan)
+        assert estimate_value(policy, portrait.record, case.as_of) == pytest.approx(case.value_wan)
 
 
 def test_every_policy_has_an_eligible_and_an_ineligible_scenario(catalog: Catalog) -> None:
