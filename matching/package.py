@@ -41,7 +41,7 @@ from matching.rules import (
     trace_rule,
 )
 from policies.loader import Catalog
-from policies.schema import STRENGTHS, Benefit, Policy
+from policies.schema import NO_FORMULA_KINDS, STRENGTHS, Benefit, Policy
 from profiles.features import Portrait
 from profiles.fields import FIELDS, Kind
 
@@ -442,7 +442,7 @@ def value_fields(policy: Policy, value: float | None, as_of: dt.date) -> dict[st
     est = benefit_of(policy).estimate
     if est is None:
         return {"value_kind": None, "value_assumption": None}
-    if value is None and est.kind != "non_monetary":
+    if value is None and est.kind not in NO_FORMULA_KINDS:
         if policy.lapsed(as_of):
             why = f"{policy.lapse_note(as_of)}，暂不估算金额"
         else:

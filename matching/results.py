@@ -47,8 +47,8 @@ class PackageEntry(_Sourced):
     why_you: str
     category_label: str
     benefit: str
-    value_kind: str | None = Field(description="saving | cash_flow (缓缴, never in a total) | non_monetary; null: "
-                                               "no estimate for this policy")
+    value_kind: str | None = Field(description="saving | cash_flow (缓缴, never in a total) | non_monetary | "
+                                               "unquantified (no number; the assumption says why); null: no estimate")
     value_assumption: str | None = Field(description="one Chinese sentence: the assumption behind the value, or why "
                                                      "there is none")
     exclusive_group: str | None

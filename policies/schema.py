@@ -117,12 +117,15 @@ class Source(_Strict):
 
 
 #: What an estimate's number is: money saved or received in a year, money kept for a while (缓缴: not a
-#: saving, never added to a total), or an advantage that is no sum of money (价格扣除: no formula).
+#: saving, never added to a total), an advantage that is no sum of money (价格扣除: no formula), or money the
+#: profile cannot measure (六税两费: the assumption says why no number is given; no formula).
 VALUE_KINDS: dict[str, str] = {
     "saving": "每年少缴或获得的金额",
     "cash_flow": "缓缴金额（暂缓缴纳，不是减免，不计入合计）",
     "non_monetary": "非金额优势（不折算为金额）",
+    "unquantified": "不估算金额（说明原因）",
 }
+NO_FORMULA_KINDS = ("non_monetary", "unquantified")
 
 
 class Estimate(_Strict):
@@ -131,7 +134,7 @@ class Estimate(_Strict):
 
     formula: NonEmpty | None = None
     assumption: NonEmpty
-    kind: Literal["saving", "cash_flow", "non_monetary"] = "saving"
+    kind: Literal["saving", "cash_flow", "non_monetary", "unquantified"] = "saving"
 
     @field_validator("formula")
     @classmethod
@@ -142,9 +145,9 @@ class Estimate(_Strict):
 
     @model_validator(mode="after")
     def _formula_fits_kind(self) -> Estimate:
-        if self.kind == "non_monetary" and self.formula is not None:
-            raise ValueError("kind 为 non_monetary（非金额优势）的估值不能有公式 formula")
-        if self.kind != "non_monetary" and self.formula is None:
+        if self.kind in NO_FORMULA_KINDS and self.formula is not None:
+            raise ValueError(f"kind 为 {self.kind}（{VALUE_KINDS[self.kind]}）的估值不能有公式 formula")
+        if self.kind not in NO_FORMULA_KINDS and self.formula is None:
             raise ValueError(f"kind 为 {self.kind} 的估值须填写公式 formula")
         for name in _placeholders(self.assumption):
             if name not in parameters():
