@@ -3,6 +3,11 @@
 Besides the problems that make the catalog fail, lint warns (without failing) about every entry whose
 review date ``review_by`` is missing or has passed on ``--as-of`` (default: today): an answer citing such an
 entry says it needs review, so the entry should be checked against its sources and its dates moved on.
+
+The dated parameters (``policies/parameters/``) are checked too: a file that does not load fails lint, every
+parameter a rule or formula names must exist (checked while loading the catalog), and lint warns about every
+parameter that has ended or ends within 90 days of ``--as-of``, naming the policies that read it and what
+happens to them (withdrawn, or shown "延续与否以主管部门公布为准" under ``lapse: pending_notice``).
 """
 
 from __future__ import annotations
@@ -12,6 +17,9 @@ import sys
 from pathlib import Path
 
 from policies.loader import CATALOG_DIR, Catalog, CatalogError, line_of, load_catalog, read_yaml
+from policies.params import ParameterError, parameters
+
+ENDING_SOON_DAYS = 90
 
 
 def review_warnings(catalog: Catalog, as_of: dt.date) -> list[str]:
@@ -36,6 +44,28 @@ def review_warnings(catalog: Catalog, as_of: dt.date) -> list[str]:
     return out
 
 
+def parameter_warnings(catalog: Catalog, as_of: dt.date) -> list[str]:
+    """``parameters/<file>.yaml: <name>: message`` for every parameter read by the catalog that has ended, or ends
+    within :data:`ENDING_SOON_DAYS` days, on ``as_of``: which policies read it and what happens to them."""
+    readers: dict[str, list[str]] = {}
+    for policy in catalog:
+        for name in policy.params:
+            readers.setdefault(name, []).append(policy.id)
+    out: list[str] = []
+    for name, ids in sorted(readers.items()):
+        param = parameters()[name]
+        end = param.last_day
+        if end is None or (end - as_of).days > ENDING_SOON_DAYS:
+            continue
+        fates = "；".join(
+            f"{pid}（{'显示“延续与否以主管部门公布为准”，不估值' if catalog[pid].lapse == 'pending_notice' else '不再提供'}）"
+            for pid in ids)
+        when = f"已于{end}到期" if as_of > end else f"将于{end}到期"
+        out.append(f"parameters/{name.split('.', 1)[0]}.yaml: {name}: 警告：参数{when}，读取它的政策：{fates}；"
+                   "主管部门公布延续政策后，请在 values 中补上新的生效日期和取值（含文号）")
+    return out
+
+
 def _parse_args(args: list[str]) -> tuple[Path, dt.date]:
     directory, as_of = CATALOG_DIR, dt.date.today()
     rest = list(args)
@@ -56,13 +86,19 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     directory, as_of = _parse_args(args)
     try:
+        parameters()
+    except ParameterError as exc:
+        print(f"parameters/{exc}", file=sys.stderr)
+        print("参数校验失败", file=sys.stderr)
+        return 1
+    try:
         catalog = load_catalog(directory)
     except CatalogError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         print(f"目录校验失败：{len(exc.problems)} 处问题", file=sys.stderr)
         return 1
-    warnings = review_warnings(catalog, as_of)
+    warnings = review_warnings(catalog, as_of) + parameter_warnings(catalog, as_of)
     for warning in warnings:
         print(warning, file=sys.stderr)
     kinds: dict[str, int] = {}
@@ -70,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         kinds[entry.kind] = kinds.get(entry.kind, 0) + 1
     others = "，".join(f"{label} {kinds[k]} 条" for k, label in (("commitment", "服务承诺"), ("plan_work", "政府工作任务"))
                       if kinds.get(k))
-    tail = f"；需复核 {len(warnings)} 条（警告，不影响通过）" if warnings else ""
+    tail = f"；警告 {len(warnings)} 条（需复核的条目或到期的参数，不影响通过）" if warnings else ""
     print(f"目录校验通过：{len(catalog)} 条政策{('，' + others) if others else ''}（{catalog.version}）{tail}")
     return 0
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -174,7 +175,7 @@ def _brackets(raw: Any, where: str) -> tuple[Bracket, ...]:
         if not isinstance(item, dict) or set(item) != {"above", "rate"}:
             raise ParameterError(f"{where}：brackets 第{i + 1}档应写成 {{above: 起点（万元）, rate: 税率}}")
         out.append(Bracket(_number(item["above"], where), _number(item["rate"], where)))
-    if out[0].above != 0 or any(b.above <= a.above for a, b in zip(out, out[1:])):
+    if out[0].above != 0 or any(b.above <= a.above for a, b in zip(out, out[1:], strict=False)):
         raise ParameterError(f"{where}：brackets 的起点须从0开始并逐档递增")
     return tuple(out)
 
@@ -242,9 +243,26 @@ def load_parameters(directory: Path = PARAMETERS_DIR) -> Parameters:
 
 
 @lru_cache(maxsize=1)
-def parameters() -> Parameters:
-    """The parameters of ``policies/parameters/`` (loaded once per process)."""
+def _loaded() -> Parameters:
     return load_parameters()
+
+
+_OVERRIDE: list[Parameters] = []
+
+
+def parameters() -> Parameters:
+    """The parameters of ``policies/parameters/`` (loaded once per process), or those of :func:`using`."""
+    return _OVERRIDE[-1] if _OVERRIDE else _loaded()
+
+
+@contextmanager
+def using(table: Parameters) -> Iterator[Parameters]:
+    """Evaluate with another parameter table inside the block (tests of a rate that changes between periods)."""
+    _OVERRIDE.append(table)
+    try:
+        yield table
+    finally:
+        _OVERRIDE.pop()
 
 
 def parameters_digest(table: Parameters | None = None) -> str:

@@ -48,7 +48,9 @@ class Firm:
 
     @property
     def as_of(self) -> dt.date:
-        return self.cache.batch.as_of
+        day = self.cache.batch.as_of
+        assert day is not None  # firm_records derives every batch for its day
+        return day
 
 
 def firm_records(conn: Connection, usccs: list[str], as_of: dt.date) -> dict[str, Firm]:
@@ -97,7 +99,7 @@ def item_for_firm(policy: Policy, firm: Firm | None) -> dict[str, Any]:
         why = "本政策面向所有市场主体，贵企业符合条件"
     else:
         why = "按贵企业登记的画像判断符合条件"
-    value = estimate_value(policy, record, firm.as_of) if firm is not None else None
+    value = estimate_value(policy, firm.record, firm.as_of) if firm is not None else None
     kind = est.kind if (est := benefit_of(policy).estimate) else None
     assumption = value_fields(policy, value, firm.as_of)["value_assumption"] if value is not None and firm else None
     lead = "、".join(policy.lead_departments)

@@ -43,7 +43,7 @@ def test_a_passed_review_date_warns_with_file_and_line_but_does_not_fail(
     line = _line(directory / POLICY, "review_by")
     assert f"{POLICY}:{line}: review_by: 警告：复核期限 2027-05-31 已过（今天 2027-06-01，上次复核 2026-11-30）" \
         in err
-    assert "需复核 2 条（警告，不影响通过）" in out
+    assert "警告 2 条（需复核的条目或到期的参数，不影响通过）" in out
 
 
 def test_a_missing_review_date_warns(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
