@@ -8,6 +8,7 @@ import codecs
 import csv
 import datetime as dt
 import json
+import typing
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,12 +18,31 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from profiles.fields import FIELDS, PROFILE_FIELDS, Kind
-from profiles.model import ProfileError, parse_profile
+from profiles.model import EnterpriseProfile, ProfileError, parse_profile
 from service.store.enterprises import get_enterprise, upsert_enterprise
 from service.store.values import unstorable
 
 LIST_FIELDS = tuple(f for f in PROFILE_FIELDS if FIELDS[f].kind is Kind.SET)
-INT_FIELDS = ("employees", "patents", "trademarks")
+
+
+def _whole_numbers() -> tuple[str, ...]:
+    """The number fields the model takes as whole numbers (人数、件数: ``Count``), read from the model itself so
+    that a new count field (disabled_employees) is parsed and named as an integer everywhere."""
+    def is_int(annotation: Any) -> bool:
+        if annotation is int:
+            return True
+        return any(is_int(a) for a in typing.get_args(annotation))
+
+    return tuple(n for n, f in EnterpriseProfile.model_fields.items()
+                 if FIELDS[n].kind is Kind.NUMBER and is_int(f.annotation))
+
+
+INT_FIELDS = _whole_numbers()
+#: A category cell may give the value's Chinese label instead of its code (小规模纳税人, 按季申报, 小型).
+_CATEGORY_LABELS = {name: {label: code for code, label in FIELDS[name].vocabulary.items()}
+                    for name in PROFILE_FIELDS if FIELDS[name].kind is Kind.CATEGORY}
+#: Fields in per cent: a spreadsheet cell may carry the sign (3.2%).
+PERCENT_FIELDS = tuple(n for n in PROFILE_FIELDS if FIELDS[n].kind is Kind.NUMBER and FIELDS[n].unit == "%")
 
 
 _KIND_WORDS = {Kind.NUMBER: "应为数字", Kind.TEXT: "应为文本", Kind.CATEGORY: "应为文本",
@@ -121,6 +141,10 @@ def _cell(key: str, text: str) -> Any:
     if key in FIELDS and FIELDS[key].kind is Kind.BOOL:  # a spreadsheet says 是/否 or true/false
         answer = {"是": True, "true": True, "否": False, "false": False}.get(text.strip().lower())
         return text if answer is None else answer  # anything else: the model names the field
+    if key in _CATEGORY_LABELS:
+        return _CATEGORY_LABELS[key].get(text, text)  # anything else: the model names the field
+    if key in PERCENT_FIELDS and text.endswith(("%", "％")):
+        text = text[:-1].strip()
     try:
         if key in INT_FIELDS:
             return int(text)

@@ -7,24 +7,34 @@ from typing import Any
 
 from matching.results import MatchResult
 from profiles.labels import value_text
+from service.app.values import (
+    HOW_ESTIMATED,
+    assumption_label,
+    provenance,
+    source_line,
+    total_line,
+    value_line,
+)
 
-PLAN_TASKS = "《徐州市2023年优化营商环境重点任务》"
-PLAN_MEASURES = "《徐州市2023年优化营商环境十项举措》"
+__all__ = ["provenance", "render_match"]
 
 
-def provenance(entry: dict[str, Any]) -> str:
-    """《…重点任务》第63项 / 《…十项举措》第3项 — where an entry comes from, as a person reads it."""
-    if entry.get("source_task"):
-        return f"{PLAN_TASKS}第{entry['source_task']}项"
-    if entry.get("source_measure"):
-        return f"{PLAN_MEASURES}第{entry['source_measure']}项"
-    return ""
+def _value_lines(item: dict[str, Any]) -> list[str]:
+    """The value beside the title (估计价值 X 万元/年 · 缓缴约 X 万元 · 非金额优惠 · 暂不能估算金额) and the sentence behind it."""
+    line = value_line(item)
+    if not line:
+        return []
+    if item.get("value_kind") == "cash_flow" and item.get("estimated_value_wan") is not None:
+        line += "（暂缓缴纳，不是减免，不计入合计）"
+    lines = [f"      金额：{line}"]
+    if item.get("value_assumption"):
+        lines.append(f"      {assumption_label(item)}：{item['value_assumption']}")
+    return lines
 
 
 def _item_lines(i: int, item: dict[str, Any]) -> list[str]:
-    value = item.get("estimated_value_wan")
-    worth = f"，预计每年约{value:g}万元（{item.get('value_assumption')}）" if value else ""
-    lines = [f"   {i}. {item['title']}{worth}"]  # the group heading says how sure it is
+    lines = [f"   {i}. {item['title']}"]  # the group heading says how sure it is
+    lines += _value_lines(item)
     if item.get("why_you"):
         lines.append(f"      为什么是您：{item['why_you']}")
     lines.append(f"      依据：{'；'.join(item['reasons'])}")
@@ -32,7 +42,7 @@ def _item_lines(i: int, item: dict[str, Any]) -> list[str]:
         note = "计入合计" if item.get("counted_in_total") else "不重复计入合计"
         lines.append(f"      注意：与{'、'.join(item['exclusive_with'])}不得重复享受（{note}）")
     lines.append(f"      牵头部门：{'、'.join(item.get('lead_departments') or [])}；办理：{item['how_to_apply']}")
-    lines.append(f"      出处：{provenance(item)}")
+    lines.append(f"      来源：{source_line(item)}")
     if item.get("needs_review"):
         lines.append(f"      ⚠ {item.get('review_note') or '该政策信息已超过复核期限，请以主管部门最新公布为准'}")
     return lines
@@ -50,13 +60,15 @@ def render_match(match: MatchResult) -> str:
     lines += [f"  ⚠ {w}" for w in ent.get("warnings") or []]
     package = result["package"]
     summary = result.get("summary") or {}
-    total = summary.get("estimated_value_wan") or 0
-    worth_total = f"，可估算价值合计约 {total:g} 万元/年" if total else ""
+    money = total_line(summary)
+    worth_total = f"，{money}" if money else ""
     groups = "、".join(f"{g['label']}{len(g['policies'])}项" for g in summary.get("by_category", []))
     # what the firm gets by meeting the rules, apart from what it may apply for and be selected
     sure = [e for e in package if e.get("strength") != "selective"]
     chosen = [e for e in package if e.get("strength") == "selective"]
     lines.append(f"  政策套餐 {len(package)} 项{worth_total}" + (f"（{groups}）" if groups else "") + "：")
+    if money:
+        lines.append(f"  （{HOW_ESTIMATED}）")
     if sure:
         lines.append(f"  ▸ 符合条件、可以办理 {len(sure)} 项：")
         for i, item in enumerate(sure, 1):
@@ -81,7 +93,8 @@ def render_match(match: MatchResult) -> str:
     if result["near_misses"]:
         lines.append(f"  差一个条件 {len(result['near_misses'])} 项：")
         for item in result["near_misses"]:
-            lines.append(f"   · {item['title']}：{'；'.join(item['unmet'])}")
+            worth = f"（达到后{value_line(item)}）" if item.get("estimated_value_wan") is not None else ""
+            lines.append(f"   · {item['title']}：{'；'.join(item['unmet'])}{worth}")
     on_request = result.get("available_on_request") or []
     if on_request:
         lines.append(f"  需要时可办理 {len(on_request)} 项（说明具体诉求即 --query 即可列入套餐）：")

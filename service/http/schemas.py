@@ -64,9 +64,28 @@ class Open(BaseModel):
 EXAMPLE_PROFILE: dict[str, JsonValue] = {
     "uscc": "91320312MA1Q7E3K29", "name": "徐州示例精密机械有限公司", "entity_type": "enterprise",
     "region": "铜山区", "industry_code": "C3484", "employees": 86, "annual_revenue_wan": 4200,
-    "total_assets_wan": 3600, "tax_credit_grade": "A", "annual_payroll_wan": 620, "qualifications": ["high_tech"],
-    "trade": [], "patents": 3, "flags": [], "needs": "想贷款扩大生产线，专利能不能拿去质押",
+    "total_assets_wan": 3600, "tax_credit_grade": "A", "taxpayer_type": "general", "monthly_sales_wan": 350,
+    "vat_filing_period": "monthly",
+    # the amounts the value estimates read (absent = unknown: that entry's value is null, and says what it needs)
+    "taxable_income_wan": 280, "rd_expense_wan": 160, "annual_payroll_wan": 620,
+    "unemployment_insurance_paid_wan": 6.2, "layoff_rate_pct": 0, "disabled_employees": 1,
+    "deductible_input_vat_wan": 380, "financing_need_wan": 500, "has_union": True,
+    "qualifications": ["high_tech"], "trade": [], "patents": 3, "flags": [],
+    "needs": "想贷款扩大生产线，专利能不能拿去质押",
 }
+
+#: What /v1/match and /v1/enterprises/{uscc}/package say about the money in the answer.
+MATCH_DESCRIPTION = (
+    "返回企业的政策套餐（SPEC §2.3）。每个套餐项（以及差一个条件的项）带有：`estimated_value_wan`（估计价值，万元/年；"
+    "缓缴为缓缴金额；无法估算时为 null）、`value_kind`（saving 每年少缴或获得的金额 | cash_flow 缓缴，不计入合计 | "
+    "non_monetary 非金额优势，如政府采购价格扣除 | unquantified 不估算金额；null：该政策不估算）、`value_assumption`"
+    "（一句中文：估算所依据的假设与文件标准，或为何没有金额）与 `source_document`（授予该优惠的文件，如 徐委办〔2023〕37号 "
+    "或 财政部 税务总局公告2023年第12号）。`summary.estimated_value_wan` 为 counted_in_total 各项之和（同一互斥组只计一次），"
+    "`summary.valued_policies` 为计入合计的项数，`summary.cash_flow_wan` 为缓缴金额合计（另列）。"
+    "估算用到的画像字段：taxable_income_wan、rd_expense_wan、annual_payroll_wan、unemployment_insurance_paid_wan、"
+    "layoff_rate_pct、vat_filing_period、has_union、disabled_employees、deductible_input_vat_wan、monthly_sales_wan、"
+    "financing_need_wan；缺少时该项金额为 null。`as_of` 选择当日有效的文件标准。"
+)
 
 
 class MatchRequest(BaseModel):

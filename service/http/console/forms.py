@@ -12,7 +12,8 @@ from matching.results import MatchResult
 from profiles.fields import FIELDS, PROFILE_FIELDS, Kind
 from profiles.labels import value_text
 from profiles.model import EnterpriseProfile, ProfileError, parse_profile
-from service.app.importer import INT_FIELDS
+from service.app.importer import INT_FIELDS, PERCENT_FIELDS
+from service.app.values import value_changes
 
 NONE_OPTION = "__none__"  # "以上均无": a list field stated as empty (a list with nothing ticked is unknown)
 
@@ -98,6 +99,8 @@ def profile_from_form(form: dict[str, list[str]], *, uscc: str | None = None,
             continue
         if spec.kind is Kind.NUMBER:
             text = unicodedata.normalize("NFKC", raw).replace(",", "").replace(" ", "")
+            if name in PERCENT_FIELDS:  # 裁员率 typed as 3.2%
+                text = text.removesuffix("%")
             whole = name in INT_FIELDS
             try:
                 number: float = int(text) if whole else float(text)
@@ -145,6 +148,9 @@ def whatif_changes(before: EnterpriseProfile, after: EnterpriseProfile, old: Mat
         "newly_possible": [e for e in new.possibly_eligible if e.policy_id not in old_possible],
         "value_before": old.summary.estimated_value_wan,
         "value_after": new.summary.estimated_value_wan,
+        "cash_flow_before": old.summary.cash_flow_wan,
+        "cash_flow_after": new.summary.cash_flow_wan,
+        "values": value_changes(old, new),
         "count_before": len(old_ids),
         "count_after": len(new_ids),
     }

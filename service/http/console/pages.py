@@ -15,6 +15,7 @@ from matching.search import search as search_entries
 from policies.schema import STRENGTHS, Policy
 from profiles.fields import FIELDS, PROFILE_FIELDS, SIZES, Kind
 from profiles.labels import value_text, wan_text
+from service.app.values import HOW_ESTIMATED, assumption_label, source_line, total_line, value_line
 from service.http.console.forms import CALCULATOR_SKIPS, LONG_TEXT, NONE_OPTION
 
 HTTP_DIR = Path(__file__).resolve().parent.parent
@@ -93,7 +94,9 @@ TEMPLATES.env.globals.update(question_groups=question_groups, ask_list=ask_list,
                              titles_of=titles_of, CALCULATOR_SKIPS=CALCULATOR_SKIPS, STRENGTHS=STRENGTHS,
                              FIELDS=FIELDS, PROFILE_FIELDS=PROFILE_FIELDS, Kind=Kind, SIZES=SIZES,
                              NONE_OPTION=NONE_OPTION, LONG_TEXT=LONG_TEXT, value_text=value_text,
-                             source_text=source_text, wan_text=wan_text)
+                             source_text=source_text, wan_text=wan_text, value_line=value_line,
+                             assumption_label=assumption_label, source_line=source_line, total_line=total_line,
+                             HOW_ESTIMATED=HOW_ESTIMATED)
 
 
 def render(request: Request, template: str, context: dict[str, Any], status: int = 200) -> Response:

@@ -21,6 +21,7 @@ from service.http.deps import (
     v1_router,
 )
 from service.http.schemas import (
+    MATCH_DESCRIPTION,
     EnterpriseHit,
     EnterpriseOut,
     FeedbackIn,
@@ -37,7 +38,8 @@ def _json(body: bytes) -> Response:
 
 
 @router.post("/match", response_model=MatchResult, tags=["enterprises"], operation_id="match",
-             summary="政策计算器：匹配一家企业的政策套餐（不保存）", dependencies=[limited("match")])
+             summary="政策计算器：匹配一家企业的政策套餐（不保存）", description=MATCH_DESCRIPTION,
+             dependencies=[limited("match")])
 def match(body: MatchRequest, state: StateDep, session: SessionDep, principal: PrincipalDep) -> Response:
     return _json(packages.match_json(state, session, body.profile, query=body.query, top=body.top,
                                      as_of=body.as_of or dt.date.today()))
@@ -57,7 +59,8 @@ def get_enterprise(uscc: str, request: Request, session: SessionDep, principal: 
 
 
 @router.get("/enterprises/{uscc}/package", response_model=MatchResult, tags=["enterprises"],
-            operation_id="getPackage", summary="企业的政策套餐", dependencies=[limited("package")])
+            operation_id="getPackage", summary="企业的政策套餐", description=MATCH_DESCRIPTION,
+            dependencies=[limited("package")])
 def get_package(uscc: str, request: Request, state: StateDep, session: SessionDep, principal: SignedIn,
                 query: Annotated[str | None, Query(max_length=500)] = None,
                 top: Annotated[int | None, Query(ge=1, le=200)] = None,
