@@ -280,3 +280,94 @@ def test_an_off_topic_question_gets_no_policy_and_the_channel(visit: Visit, toke
     assert "12345" in box.inner_text() and "一企来" in box.inner_text()
     assert page.locator("ol.hits > li").count() == 0
     visit.shot("14-off-topic-search")
+
+
+MONEY = {"taxable_income_wan": 280, "rd_expense_wan": 160, "unemployment_insurance_paid_wan": 6.2,
+         "layoff_rate_pct": 1.5, "vat_filing_period": "monthly", "has_union": True, "disabled_employees": 1,
+         "deductible_input_vat_wan": 380}
+
+
+def entry_value(answer: dict[str, Any], policy_id: str) -> Any:
+    return next(e for e in answer["package"] if e["policy_id"] == policy_id)["estimated_value_wan"]
+
+
+def test_the_calculator_shows_values_and_compares_a_change(visit: Visit, state: ServiceState) -> None:
+    """Issue 13: the new money fields typed into the calculator give each item its value and the total; changing
+    年工资总额 and calculating again shows the values and the total before → after."""
+    from profiles.labels import wan_text
+    from service.app.values import total_line, value_line
+
+    page = visit.page
+    profile = {**sample(0), **MONEY}
+    visit.go("/calculator")
+    fill_profile(page, profile)
+    assert page.get_by_label("上年裁员率（%）").input_value() == "1.5"  # labelled from profiles.fields
+    page.get_by_role("button", name="计算政策套餐").click()
+    page.locator("#result").wait_for()
+    expected = package_of(state, profile)
+    assert expected["summary"]["valued_policies"] >= 1
+    assert page.locator("#value-total").inner_text() == total_line(expected["summary"])
+    assert "同类政策只计一次" in page.locator("#package").inner_text()
+    union = page.locator('li[data-policy="union-fee-refund-small-micro"]')
+    before = entry_value(expected, "union-fee-refund-small-micro")
+    assert union.locator("summary .value").inner_text() == f"估计价值 {wan_text(before)} 万元/年"
+    for item in expected["package"]:  # every valued entry shows its line without opening it
+        if value_line(item):
+            line = page.locator(f'li[data-policy="{item["policy_id"]}"] summary .value').inner_text()
+            assert line == value_line(item), item["policy_id"]
+    union.locator("summary").click()
+    assert "怎么估算：" in union.inner_text() and "来源：徐委办〔2023〕37号" in union.inner_text()
+    assert page.evaluate("document.documentElement.scrollHeight") <= 3200
+    visit.shot("15-calculator-values")
+
+    page.locator("#edit > summary").click()
+    page.get_by_label("年工资总额（万元）").fill("1000")
+    page.get_by_role("button", name="计算政策套餐").click()
+    compared = page.locator("#whatif-result")
+    compared.wait_for()
+    changed = package_of(state, {**profile, "annual_payroll_wan": 1000})
+    after = entry_value(changed, "union-fee-refund-small-micro")
+    assert after > before
+    text = compared.inner_text()
+    assert "与上次计算相比" in text and "年工资总额：620万元 → 1000万元" in text
+    assert f"小微企业工会经费全额返还：估计价值 {wan_text(before)} 万元/年 → 估计价值 {wan_text(after)} 万元/年" in text
+    assert (f"估计价值合计 {wan_text(expected['summary']['estimated_value_wan'])} → "
+            f"{wan_text(changed['summary']['estimated_value_wan'])} 万元/年") in text
+    assert page.locator("#value-total").inner_text() == total_line(changed["summary"])
+    visit.shot("16-calculator-compared")
+    page.set_viewport_size(PHONE)
+    assert visit.fits_width()
+    visit.shot("17-calculator-compared-phone")
+
+
+def test_the_console_whatif_shows_the_financing_need_value_before_and_after(visit: Visit, tokens: Tokens,
+                                                                           state: ServiceState,
+                                                                           population: Population) -> None:
+    """Raising 融资需求 from 500 to 1000万元 in the console's what-if: the total before → after, and every entry
+    whose value reads 融资需求 (the guarantee fee, once the catalog values it) before → after."""
+    from profiles.labels import wan_text
+    from service.app.values import value_changes
+
+    page = visit.page
+    firm = population.firm_a  # sample 01: 融资需求 500万元
+    visit.sign_in(tokens.staff)
+    visit.go(f"/console/enterprises/{firm.uscc}")
+    expected = package_of(state, firm.profile)
+    if expected["summary"]["valued_policies"]:
+        assert page.locator("#value-total").inner_text().startswith(
+            f"估计价值合计约 {wan_text(expected['summary']['estimated_value_wan'])} 万元/年")
+    page.get_by_label("融资需求（万元）").fill("1000")
+    page.get_by_label("年工资总额（万元）").fill("700")
+    page.get_by_role("button", name="试算（不保存）").click()
+    result = page.locator("#whatif-result")
+    result.wait_for()
+    changed = package_of(state, {**firm.profile, "financing_need_wan": 1000, "annual_payroll_wan": 700})
+    text = result.inner_text()
+    assert "融资需求：500万元 → 1000万元" in text
+    assert (f"估计价值合计 {wan_text(expected['summary']['estimated_value_wan'])} → "
+            f"{wan_text(changed['summary']['estimated_value_wan'])} 万元/年") in text
+    rows = value_changes(expected, changed)
+    assert any(r["policy_id"] == "union-fee-refund-small-micro" for r in rows)
+    for row in rows:
+        assert f"{row['title']}：{row['before']} → {row['after']}" in text, row
+    visit.shot("18-console-whatif-values")

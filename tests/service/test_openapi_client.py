@@ -99,3 +99,57 @@ def test_a_generated_client_calls_match(generated: Any, server: str, client: Tes
     assert result.to_dict()["package"][0]["policy_id"] == direct["package"][0]["policy_id"]
     assert refused.status_code == 422
     assert isinstance(refused.parsed, models.ErrorBody) and refused.parsed.field == "profile.employees"
+
+
+MONEY_FIELDS = ("taxable_income_wan", "rd_expense_wan", "unemployment_insurance_paid_wan", "layoff_rate_pct",
+                "vat_filing_period", "has_union", "disabled_employees", "deductible_input_vat_wan")
+VALUE_KEYS = ("estimated_value_wan", "value_kind", "value_assumption", "source_document")
+
+
+def _resolve(spec: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in node:
+        node = spec["components"]["schemas"][node["$ref"].rsplit("/", 1)[-1]]
+    return node
+
+
+def test_the_schema_documents_the_money_fields_and_keys(client: TestClient) -> None:
+    """The profile's new fields in the request body (with their Chinese labels and bounds) and the value keys of
+    every package entry, near miss and the summary in the answer (issue 13)."""
+    spec = client.get("/openapi.json").json()
+    schemas = spec["components"]["schemas"]
+    body = _resolve(spec, spec["paths"]["/v1/match"]["post"]["requestBody"]["content"]["application/json"]["schema"])
+    profile = _resolve(spec, body["properties"]["profile"])
+    for name in MONEY_FIELDS:
+        assert name in profile["properties"], name
+    assert "quarterly" in json.dumps(profile["properties"]["vat_filing_period"])
+    assert '"maximum": 100' in json.dumps(profile["properties"]["layoff_rate_pct"])
+    assert '"integer"' in json.dumps(profile["properties"]["disabled_employees"])
+    for model in ("PackageEntry", "NearMiss"):
+        properties = schemas[model]["properties"]
+        assert all(key in properties for key in VALUE_KEYS), model
+        assert all(key in schemas[model]["required"] for key in VALUE_KEYS), model
+    assert "source_document" in schemas["PossiblyEligible"]["properties"]
+    assert {"estimated_value_wan", "valued_policies", "cash_flow_wan"} <= set(schemas["Summary"]["properties"])
+    answer = spec["paths"]["/v1/match"]["post"]
+    assert "estimated_value_wan" in answer["description"] and "cash_flow_wan" in answer["description"]
+    example = body["examples"][0]["profile"]
+    assert all(name in example for name in MONEY_FIELDS)  # the documented example uses them
+
+
+def test_a_generated_client_reads_the_values(generated: Any, server: str, tokens: Tokens) -> None:
+    match = importlib.import_module(f"{PACKAGE}.api.enterprises.match")
+    models = importlib.import_module(f"{PACKAGE}.models")
+    profile = sample(0) | {"taxable_income_wan": 280, "rd_expense_wan": 160, "unemployment_insurance_paid_wan": 6.2,
+                           "layoff_rate_pct": 0, "vat_filing_period": "monthly", "has_union": True,
+                           "disabled_employees": 1, "deductible_input_vat_wan": 380}
+    api = generated.AuthenticatedClient(base_url=server, token=tokens.staff, raise_on_unexpected_status=True)
+    with api as http:
+        answer = match.sync_detailed(client=http, body=models.MatchRequest.from_dict(
+            {"profile": profile, "as_of": "2026-11-30"}))
+    assert answer.status_code == 200
+    result = answer.parsed
+    assert isinstance(result, models.MatchResult), result
+    union = next(e for e in result.package if e.policy_id == "union-fee-refund-small-micro")
+    assert union.estimated_value_wan and union.estimated_value_wan > 0
+    assert union.value_kind == "saving" and union.value_assumption and union.source_document
+    assert result.summary.valued_policies >= 1 and result.summary.estimated_value_wan >= union.estimated_value_wan

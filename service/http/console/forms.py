@@ -4,6 +4,7 @@ profile (with every problem named in Chinese, without field codes), and what a w
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 import unicodedata
 from typing import Any
@@ -12,8 +13,9 @@ from matching.results import MatchResult
 from profiles.fields import FIELDS, PROFILE_FIELDS, Kind
 from profiles.labels import value_text
 from profiles.model import EnterpriseProfile, ProfileError, parse_profile
-from service.app.importer import INT_FIELDS, PERCENT_FIELDS
+from service.app.importer import INT_FIELDS, PERCENT_FIELDS, check_json_types
 from service.app.values import value_changes
+from service.store.values import unstorable
 
 NONE_OPTION = "__none__"  # "以上均无": a list field stated as empty (a list with nothing ticked is unknown)
 
@@ -125,6 +127,38 @@ def profile_from_form(form: dict[str, list[str]], *, uscc: str | None = None,
         errors = [(name, page_message(name, message)) for name, message in errors]
         raise ProfileError(errors[0][0], errors[0][1], errors)
     return profile
+
+
+#: The calculator's hidden field holding the profile of its last answer (JSON), to compare a new answer with.
+PREVIOUS = "previous"
+MAX_PREVIOUS_CHARS = 8000
+
+
+def previous_text(profile: EnterpriseProfile) -> str:
+    """The calculator's last profile as its form carries it back (the stated fields, without the fixed code
+    and name): the next calculation compares its answer with this one's."""
+    stated = {k: v for k, v in profile.stated().items() if k not in CALCULATOR_SKIPS}
+    return json.dumps(stated, ensure_ascii=False, separators=(",", ":"))
+
+
+def previous_profile(form: dict[str, list[str]]) -> EnterpriseProfile | None:
+    """The profile of the calculator's last answer, from its hidden field; None when absent or not a valid
+    profile (it came back from the browser: checked like any input, and a bad one only drops the comparison)."""
+    raw = (form.get(PREVIOUS) or [""])[0]
+    if not raw or len(raw) > MAX_PREVIOUS_CHARS:
+        return None
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(data, dict) or any(k in CALCULATOR_SKIPS for k in data) or unstorable(data):
+        return None
+    data.update(ANONYMOUS)
+    try:
+        check_json_types(data)
+        return parse_profile(data, as_of=today())
+    except ProfileError:
+        return None
 
 
 def _comparable(profile: EnterpriseProfile) -> dict[str, Any]:

@@ -22,7 +22,15 @@ from service.app import catalog_admin, console_sessions, enterprises, packages, 
 from service.app.errors import AppError
 from service.bootstrap import ServiceState
 from service.db.tables import Enterprise
-from service.http.console.forms import form_values, profile_from_form, raw_values, today, whatif_changes
+from service.http.console.forms import (
+    form_values,
+    previous_profile,
+    previous_text,
+    profile_from_form,
+    raw_values,
+    today,
+    whatif_changes,
+)
 from service.http.console.pages import STATIC_DIR, render, words_answer
 from service.http.console.session import (
     LOGIN_CSRF_COOKIE,
@@ -264,10 +272,16 @@ def calculate(request: Request, state: StateDep, session: SessionDep, form: Form
     except ProfileError as exc:
         return render(request, "calculator.html", {"values": raw_values(form), "errors": exc.errors,
                                                    "result": None}, 422)
+    before = previous_profile(form)  # the profile of the answer on the page the form was sent from
     with as_page():
         result = packages.match_profile(state, session, profile.stated(), query=None, top=None, as_of=today())
+        compared = None
+        if before is not None and before.stated() != profile.stated():
+            old = packages.match_profile(state, session, before.stated(), query=None, top=None, as_of=today())
+            compared = whatif_changes(before, profile, old, result)
     return render(request, "calculator.html", {"values": raw_values(form), "errors": [], "result": result,
-                                               "words": words_answer(state.matcher(session), profile.needs)})
+                                               "words": words_answer(state.matcher(session), profile.needs),
+                                               "whatif": compared, "previous": previous_text(profile)})
 
 
 # ---- wiring --------------------------------------------------------------------------------
