@@ -6,12 +6,17 @@ Builds a database of ``n`` synthetic enterprises (SQLite in a temporary director
 (the run's process and its worker processes) and the time per phase (load, rules, ranking, write) from
 the run report. Enterprise texts are deduplicated before embedding, so the population costs one model
 call per distinct wording, not per firm.
+
+``--score-only`` times the pure scorer alone (:func:`matching.batch.score_batch` over the synthetic population in
+chunks, in one process, no database; medians of ``--repeat`` passes): the part of a night that the rules and the
+value formulas cost. ``PYTHONPATH=<another checkout>`` benches that checkout with this script (e.g. a baseline).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib.util
 import json
 import os
 import resource
@@ -23,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+if importlib.util.find_spec("matching") is None:  # not installed: the tree this script is in
+    sys.path.insert(0, str(ROOT))  # (PYTHONPATH=<another checkout> benches that checkout, e.g. a baseline)
 
 AS_OF = dt.date(2024, 6, 1)
 
@@ -33,8 +39,11 @@ def profile_lines(population: object) -> list[str]:
     import numpy as np
     import pandas as pd
 
+    from profiles import synth
     from profiles.columns import STATED_RULE_FIELDS, decode, values
     from profiles.fields import FIELDS, Kind
+
+    counts = getattr(synth, "COUNT_FIELDS", ("employees", "patents", "trademarks"))
 
     pop: Any = population
     batch = pop.batch
@@ -42,7 +51,7 @@ def profile_lines(population: object) -> list[str]:
     for name in STATED_RULE_FIELDS:
         kind, col = FIELDS[name].kind, batch.columns[name]
         if kind is Kind.NUMBER:  # counts are integers in a profile (as SyntheticPopulation.record writes them)
-            cols[name] = pd.array(col, dtype="Int64") if name in ("employees", "patents", "trademarks") else col
+            cols[name] = pd.array(col, dtype="Int64") if name in counts else col
         elif kind is Kind.BOOL:
             cols[name] = np.array([None, False, True], dtype=object)[col.astype(np.int64) + 1]
         elif kind is Kind.CATEGORY:
@@ -168,6 +177,64 @@ def run_once(url: str, workers: int, engine_kind: str) -> dict[str, object]:
             "offered": rep["items"]["offered"], "new": rep["items"]["new"], "messages": rep["messages"]}
 
 
+def score_only(n: int, seed: int, chunk: int, repeat: int, profile: bool) -> dict[str, object]:
+    """The pure scorer alone (no database): ``n`` synthetic firms in chunks of ``chunk``, in this process,
+    ``repeat`` times; the medians of the scoring time and of its phases (rules: the rule engine; ranking: the
+    values, exclusive groups and package scores). With ``profile``, the functions that cost most in one pass."""
+    import statistics
+
+    import pandas as pd
+
+    from matching.batch import BatchScorer, score_batch, text_signals
+    from profiles.columns import text_keys
+    from profiles.synth import synthesize
+    from service.bootstrap import get_matcher
+
+    matcher = get_matcher()
+    population = synthesize(n, seed)
+    frame = population.batch.to_frame()
+    frame["uscc"] = population.uscc
+    rows, texts = pd.factorize(pd.Series(text_keys(population.needs, population.business_scope), dtype=object),
+                               sort=True)
+    frame["text_row"] = rows.astype("int64")
+    scorer = BatchScorer.build(matcher.catalog)
+    signals = text_signals([str(t) for t in texts], matcher.retriever, list(matcher.catalog), scorer.ranking)
+    parts = [frame.iloc[i:i + chunk] for i in range(0, n, chunk)]
+    score_batch(parts[0], scorer, signals, AS_OF)  # warm caches (formulas, compiled rules)
+    walls, rules, ranking, valued = [], [], [], 0
+    for _ in range(repeat):
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        offered = 0
+        for part in parts:
+            out = score_batch(part, scorer, signals, AS_OF, timings=timings)
+            offered += int((out["status"] == 1).sum())
+            valued = int(out["value_wan"].notna().sum()) if "value_wan" in out else 0
+        walls.append(time.perf_counter() - t0)
+        rules.append(timings.get("rules", 0.0))
+        ranking.append(timings.get("ranking", 0.0))
+    result: dict[str, object] = {
+        "n": n, "chunk": chunk, "repeat": repeat, "policies": scorer.m, "offered": offered,
+        "valued_pairs_last_chunk": valued,
+        "wall_s": [round(w, 2) for w in walls], "median_wall_s": round(statistics.median(walls), 2),
+        "median_rules_s": round(statistics.median(rules), 2), "median_ranking_s": round(statistics.median(ranking), 2),
+        "load_avg": os.getloadavg()}
+    if profile:
+        import cProfile
+        import io
+        import pstats
+
+        prof = cProfile.Profile()
+        prof.enable()
+        for part in parts:
+            score_batch(part, scorer, signals, AS_OF)
+        prof.disable()
+        buf = io.StringIO()
+        pstats.Stats(prof, stream=buf).sort_stats("cumulative").print_stats(25)
+        print(buf.getvalue(), file=sys.stderr)
+    return result
+
+
 def forget_batches(url: str) -> None:
     """Empty the batch tables so that the next run is a first run again."""
     import sqlalchemy as sa
@@ -194,9 +261,17 @@ def main() -> None:
     parser.add_argument("--database-url", default="", help="default: a SQLite file in a temporary directory")
     parser.add_argument("--reuse", action="store_true",
                         help="use the enterprises already in --database-url; forget earlier batch results first")
+    parser.add_argument("--score-only", action="store_true",
+                        help="time the pure scorer alone, in this process, without a database (see --repeat)")
+    parser.add_argument("--repeat", type=int, default=3, help="--score-only: passes over the population")
+    parser.add_argument("--chunk", type=int, default=20_000, help="--score-only: firms per chunk")
+    parser.add_argument("--profile", action="store_true", help="--score-only: cProfile one more pass (stderr)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--setup", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.score_only:
+        print(json.dumps(score_only(args.n, args.seed, args.chunk, args.repeat, args.profile)))
+        return
     if args.child:
         print(json.dumps(run_once(args.database_url, args.workers, args.engine)))
         return

@@ -20,6 +20,9 @@ from profiles.columns import EPOCH, ProfileBatch, category_codes, codes
 from profiles.uscc import ALPHABET, WEIGHTS
 
 SYNTHETIC_LABEL = "合成数据（非真实企业）"
+#: number fields that a profile states as whole numbers
+COUNT_FIELDS = ("employees", "patents", "trademarks", "disabled_employees")
+_MONEY_STREAM = 13  # the money fields draw from their own stream: every other column keeps its seeded values
 
 _ENTITY = {"individual_business": 0.66, "enterprise": 0.31, "farmer_coop": 0.015, "branch": 0.01, "other": 0.005}
 _REGION = {
@@ -113,6 +116,73 @@ def _uscc_codes(rng: np.random.Generator, prefixes: np.ndarray, regions: np.ndar
     return np.array(chars.view("S18").ravel().astype(str), dtype=object)
 
 
+# share of revenue spent on inputs that carry deductible VAT, by industry section (synthetic assumption)
+_INPUT_SHARE = {"A": 0.5, "C": 0.65, "D": 0.5, "E": 0.6, "F": 0.85, "G": 0.4, "H": 0.45, "I": 0.25, "J": 0.1,
+                "K": 0.5, "L": 0.3, "M": 0.3, "N": 0.3, "O": 0.35, "P": 0.2, "Q": 0.35, "R": 0.3}
+
+
+def _money_fields(rng: np.random.Generator, n: int, *, is_ind: np.ndarray, industry: np.ndarray,
+                  employees: np.ndarray, revenue: np.ndarray, payroll: np.ndarray, taxpayer: np.ndarray,
+                  qmask: np.ndarray, qcodes: dict[str, int]) -> dict[str, np.ndarray]:
+    """The fields the value formulas read (issue 13), correlated with size, industry, revenue and payroll.
+
+    All synthetic assumptions, not statistics of real firms: taxable income is a margin of revenue with about a
+    third of firms at zero (a loss is stated as 0); R&D mostly in manufacturing, software and research firms and
+    in qualified ones; the unemployment-insurance premium ≈ payroll × 1% (employer 0.5% + employee 0.5%, the
+    reduced rate) × the share of staff insured; layoffs are rare; small-scale taxpayers mostly file quarterly,
+    general taxpayers monthly; disabled staff ≈ 0.6% of larger workforces; deductible input VAT for general
+    taxpayers ≈ revenue × the industry's input share × 11%. Each field is often not stated (unknown), more often
+    by individual businesses. Drawn from ``rng``, a stream of its own, so the other columns do not move.
+    """
+    firm = ~is_ind
+    section = np.array([c[0] for c in industry], dtype=object)
+    techy = np.isin(section, ["C", "I", "M"])
+    qualified = (qmask & (1 << qcodes["high_tech"] | 1 << qcodes["tech_sme"] | 1 << qcodes["specialized_sme"])) != 0
+
+    def hide(values: np.ndarray, rate: np.ndarray | float) -> np.ndarray:
+        out = values.astype(float).copy()
+        out[rng.random(n) < rate] = np.nan
+        return out
+
+    # 应纳税所得额: a margin of revenue; many firms at zero (losses are stated as 0)
+    margin = np.where(is_ind, rng.lognormal(np.log(0.10), 0.6, n), rng.lognormal(np.log(0.04), 0.8, n)).clip(0, 0.4)
+    zero = rng.random(n) < np.where(is_ind, 0.25, 0.35)
+    taxable = np.where(zero, 0.0, np.round(revenue * margin, 1))
+    # 研发费用: the share of firms with R&D and its intensity follow industry and qualifications
+    does_rd = rng.random(n) < np.where(is_ind, 0.0, np.where(qualified, 0.95, np.where(techy, 0.35, 0.03)))
+    intensity = rng.lognormal(np.log(np.where(qualified, 0.05, 0.025)), 0.5, n).clip(0, 0.25)
+    rd = np.where(does_rd, np.round(revenue * intensity, 1), 0.0)
+    # 失业保险费 (企业及职工): payroll × 1% × the share of staff insured; most individual businesses insure no one
+    insured = np.where(is_ind, np.where(rng.random(n) < 0.2, rng.beta(4, 2, n), 0.0), rng.beta(8, 2, n))
+    unemployment = np.round(payroll * 0.01 * insured, 2)
+    # 裁员率: most firms laid no one off; whole people, so small firms jump in large steps
+    staff = employees.astype(np.int64)
+    p_layoff = np.where(rng.random(n) < 0.65, 0.0, rng.beta(1.2, 25, n))
+    layoffs = rng.binomial(staff, p_layoff)
+    layoff_pct = np.round(100.0 * layoffs / np.maximum(staff, 1), 1)
+    # 增值税申报期: small-scale taxpayers mostly quarterly, general taxpayers monthly
+    quarterly = np.where(taxpayer == "small_scale", rng.random(n) < 0.85, rng.random(n) < 0.02)
+    period = np.where(quarterly, "quarterly", "monthly")
+    # 安排残疾人就业人数: a few in larger workforces, none in individual businesses
+    disabled = np.where(is_ind | (employees < 20), 0, rng.poisson(employees * 0.006)).astype(float)
+    # 可抵扣进项税额: general taxpayers only (small-scale taxpayers deduct no input VAT: left unstated)
+    share = np.array([_INPUT_SHARE.get(s, 0.4) for s in section])
+    input_vat = np.where(taxpayer == "general", np.round(revenue * share * 0.11 * rng.lognormal(0, 0.3, n), 1),
+                         np.nan)
+    cols = {
+        "taxable_income_wan": hide(taxable, np.where(is_ind, 0.6, 0.35)),
+        "rd_expense_wan": hide(rd, np.where(is_ind, 0.7, np.where(techy, 0.35, 0.5))),
+        "unemployment_insurance_paid_wan": hide(unemployment, np.where(is_ind, 0.7, 0.45)),
+        "layoff_rate_pct": hide(layoff_pct, np.where(is_ind, 0.8, 0.55)),
+        "disabled_employees": hide(disabled, np.where(is_ind, 0.8, 0.6)),
+        "deductible_input_vat_wan": hide(input_vat, 0.45),
+    }
+    vat_period = category_codes("vat_filing_period", period)
+    vat_period[rng.random(n) < np.where(firm, 0.4, 0.5)] = -1
+    cols["vat_filing_period"] = vat_period
+    return cols
+
+
 @dataclass
 class SyntheticPopulation:
     """A generated population: the encoded batch plus the text fields."""
@@ -139,7 +209,7 @@ class SyntheticPopulation:
         for key, value in rec.items():
             if key in out or key in ("size",):
                 continue
-            out[key] = int(value) if key in ("employees", "patents", "trademarks") else value
+            out[key] = int(value) if key in COUNT_FIELDS else value
         if self.batch.columns["size"][i] >= 0:
             out["size"] = rec["size"]
         out["business_scope"] = self.business_scope[i]
@@ -267,5 +337,8 @@ def synthesize(n: int, seed: int = 20230419) -> SyntheticPopulation:
     has_union = np.where(is_ind, 0, rng.random(n) < union_rate).astype(np.int16)
     has_union[rng.random(n) < 0.25] = -1
     cols["has_union"] = has_union
+    cols.update(_money_fields(np.random.default_rng([seed, _MONEY_STREAM]), n, is_ind=is_ind, industry=industry,
+                              employees=employees, revenue=revenue, payroll=payroll, taxpayer=taxpayer,
+                              qmask=qmask, qcodes=qcodes))
     batch = ProfileBatch(n, cols)
     return SyntheticPopulation(batch, uscc, names, scope, needs, seed)

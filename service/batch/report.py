@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
@@ -32,6 +33,7 @@ class Report:
                     "quarantined": [],
                     "items": {"offered": 0, "new": 0, "repeated": 0, "held": 0, "released": 0, "possible": 0},
                     "messages": 0, "chunks": 0, "by_policy": {}, "by_region": {}, "by_size": {},
+                    "value": {"value_wan": 0.0, "firms_valued": 0},
                     "timings": {"load": 0.0, "rules": 0.0, "ranking": 0.0, "write": 0.0}})
 
     def add_timings(self, timings: dict[str, float]) -> None:
@@ -55,6 +57,36 @@ class Report:
         if by:
             entry = self.data[section].setdefault(key, {})
             entry[field_name] = entry.get(field_name, 0) + int(by)
+
+    def _add_value(self, section: dict[str, Any], key: str | None, cents: int, firms: int) -> None:
+        """Add ``cents`` (0.01 万元) and ``firms`` valued to ``section[key]`` (the run's total when key is None):
+        whole hundredths, so the totals are exact sums of the pairs' two-decimal values in any chunking."""
+        if not cents and not firms:
+            return
+        entry = section if key is None else section.setdefault(key, {})
+        entry["value_wan"] = round((round(entry.get("value_wan", 0.0) * 100) + int(cents)) / 100, 2)
+        entry["firms_valued"] = entry.get("firms_valued", 0) + int(firms)
+
+    def _account_value(self, offered: pd.DataFrame, region: pd.Series, size: pd.Series) -> None:
+        """The counted yearly value (``value_wan`` of the offered pairs: savings only, one per exclusive group and
+        firm, as :func:`matching.batch.score_batch` emits it) by policy, region and size; a firm is *valued*
+        when its offered items count some value (> 0)."""
+        if "value_wan" not in offered.columns or offered.empty:
+            return
+        value = offered["value_wan"].to_numpy(dtype=np.float64, na_value=np.nan)
+        has = np.isfinite(value) & (value > 0)
+        if not has.any():
+            return
+        pairs = pd.DataFrame({"uscc": offered["uscc"].to_numpy()[has], "policy_id": offered["policy_id"].to_numpy()[has],
+                              "cents": np.rint(value[has] * 100).astype(np.int64)})
+        for pid, part in pairs.groupby("policy_id", sort=False)["cents"]:
+            self._add_value(self.data["by_policy"], str(pid), int(part.sum()), len(part))
+        firms = pairs.groupby("uscc", sort=False)["cents"].sum()
+        self._add_value(self.data["value"], None, int(firms.sum()), len(firms))
+        for key, series in (("by_region", region), ("by_size", size)):
+            labels = series.reindex(firms.index).fillna("未知").to_numpy()
+            for label, part in firms.groupby(labels):
+                self._add_value(self.data[key], str(label), int(part.sum()), len(part))
 
     def account(self, meta: pd.DataFrame, results: pd.DataFrame, offered: pd.DataFrame, inserted: pd.DataFrame,
                 opted: set[str], queued: int, held: int, released: int) -> None:
@@ -92,6 +124,7 @@ class Report:
                 self._bump(key, str(label), "firms_with_new", int(n))
             for label, n in new_firms.groupby(series.reindex(new_firms.index).to_numpy()).sum().items():
                 self._bump(key, str(label), "new_items", int(n))
+        self._account_value(offered, region, size_all)
 
 
 # ---- status and report text ---------------------------------------------------------------------------------
@@ -140,11 +173,34 @@ def render_report(run: BatchRun, *, top: int = 10) -> str:
         lines.append(f"按政策（新增最多的前{top}项）：")
         ranked = sorted(by_policy.items(), key=lambda kv: (-kv[1].get("new", 0), -kv[1].get("offered", 0), kv[0]))
         for pid, c in ranked[:top]:
-            lines.append(f"  {pid:<40} 新增 {c.get('new', 0):>7}  重复 {c.get('repeated', 0):>7}  套餐 {c.get('offered', 0):>7}")
+            lines.append(f"  {pid:<40} 新增 {c.get('new', 0):>7}  重复 {c.get('repeated', 0):>7}  套餐 {c.get('offered', 0):>7}"
+                         + (f"  估计价值 {_wan(c['value_wan'])} 万元" if c.get("value_wan") else ""))
+    lines += value_lines(d, top=top)
     for key, title in (("by_region", "按区县"), ("by_size", "按规模")):
         part = d.get(key, {})
         if part:
             lines.append(f"{title}：" + "；".join(
-                f"{k} 评分{v.get('scored', 0)}/新增{v.get('new_items', 0)}"
+                f"{k} 评分{v.get('scored', 0)}/新增{v.get('new_items', 0)}/估计价值{_wan(v.get('value_wan', 0.0))}万元"
                 for k, v in sorted(part.items(), key=lambda kv: -kv[1].get("scored", 0))))
     return "\n".join(lines)
+
+
+def _wan(value: float) -> str:
+    return f"{value:,.2f}"
+
+
+def value_lines(d: dict[str, Any], *, top: int = 10) -> list[str]:
+    """The estimated yearly value of what this run's scored firms are offered (估计价值): the total and per policy
+    (largest first); per region and size it is on the 按区县 / 按规模 lines. Only savings count (a deferral, 缓缴, is no saving; an advantage that is no
+    money has no number), each exclusive group once per firm — as a package's summary.estimated_value_wan."""
+    total = d.get("value")
+    if total is None:  # a report written before values were counted
+        return []
+    lines = [f"估计价值（本次评分企业，年，万元；仅计可估算的减免与补贴，同一互斥组每家只计一次，缓缴不计）：合计 "
+             f"{_wan(total.get('value_wan', 0.0))} 万元，{total.get('firms_valued', 0)} 家企业有估值"]
+    valued = [(pid, c) for pid, c in d.get("by_policy", {}).items() if c.get("value_wan")]
+    if valued:
+        lines.append(f"按政策估计价值（前{top}项）：")
+        for pid, c in sorted(valued, key=lambda kv: (-kv[1]["value_wan"], kv[0]))[:top]:
+            lines.append(f"  {pid:<40} 估计价值 {_wan(c['value_wan']):>14} 万元  {c.get('firms_valued', 0):>7} 家")
+    return lines

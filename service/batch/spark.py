@@ -70,7 +70,8 @@ def score_parquet(spark: Any, source: Path | str, target: Path | str, scorer: Ba
             if failed:
                 out = pd.concat([out, pd.DataFrame({
                     "uscc": [f["uscc"] for f in failed], "policy_id": [f["reason"] for f in failed],
-                    "policy_version": 0, "status": QUARANTINED, "score": 0.0, "size": -1})], ignore_index=True)
+                    "policy_version": 0, "status": QUARANTINED, "score": 0.0, "size": -1,
+                    "value_wan": float("nan")})], ignore_index=True)
                 out = out.astype({"policy_version": "int32", "status": "int8", "size": "int8"})
             chunk_of = pd.Series(frame["chunk"].to_numpy(), index=frame["uscc"].to_numpy())
             out["chunk"] = chunk_of.reindex(out["uscc"].to_numpy()).to_numpy(dtype="int32")

@@ -69,13 +69,13 @@ def seed(engine: Engine, n: int, seed: int = 7) -> list[dict[str, Any]]:
     return records
 
 
-def expected_items(engine: Engine, settings: Settings, as_of: dt.date = AS_OF) -> set[str]:
-    """The oracle: every (firm, policy, version) the pure scorer offers a firm that did not opt out,
-    computed straight from the stored profiles — what must reach the receiver exactly once."""
+def expected_scores(engine: Engine, settings: Settings, as_of: dt.date = AS_OF) -> tuple[Any, set[str]]:
+    """The pure scorer's answer for every stored profile (straight from the database, in one batch), and the
+    firms that opted out."""
     import numpy as np
     import sqlalchemy as sa
 
-    from matching.batch import IN_PACKAGE, score_batch, text_signals
+    from matching.batch import score_batch, text_signals
     from profiles.columns import encode_profiles
     from service.db.tables import Enterprise
 
@@ -88,8 +88,15 @@ def expected_items(engine: Engine, settings: Settings, as_of: dt.date = AS_OF) -
     keys, inverse = np.unique(frame.pop("text_key").to_numpy().astype(str), return_inverse=True)
     frame["text_row"] = inverse
     signals = text_signals(list(keys), prep.matcher.retriever, list(prep.catalog), prep.scorer.ranking)
-    out = score_batch(frame, prep.scorer, signals, as_of)
-    opted = {r[0] for r in rows if r[1]}
+    return score_batch(frame, prep.scorer, signals, as_of), {r[0] for r in rows if r[1]}
+
+
+def expected_items(engine: Engine, settings: Settings, as_of: dt.date = AS_OF) -> set[str]:
+    """The oracle: every (firm, policy, version) the pure scorer offers a firm that did not opt out,
+    computed straight from the stored profiles — what must reach the receiver exactly once."""
+    from matching.batch import IN_PACKAGE
+
+    out, opted = expected_scores(engine, settings, as_of)
     offered = out[(out["status"] == IN_PACKAGE) & ~out["uscc"].isin(opted)]
     return set(offered["uscc"] + ":" + offered["policy_id"] + ":" + offered["policy_version"].astype(str))
 

@@ -18,17 +18,26 @@ from profiles.synth import synthesize
 from service.batch.run import run_batch
 from service.batch.spark import score_parquet, spark_session
 from service.db.tables import MatchSnapshot, PushItem
-from tests.batch.conftest import AS_OF, expected_items, make_settings, seed
+from service.settings import Settings
+from tests.batch.conftest import AS_OF, expected_items, expected_scores, make_settings, seed
 
 pytestmark = [pytest.mark.xdist_group("spark"), pytest.mark.slow]
 N = 20_000
 
 
 def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
-    cols = ["uscc", "policy_id", "policy_version", "status", "score", "size"]
+    cols = ["uscc", "policy_id", "policy_version", "status", "score", "size", "value_wan"]
     out = frame[cols].sort_values(["uscc", "policy_id"]).reset_index(drop=True)
     return out.astype({"uscc": str, "policy_id": str, "policy_version": "int32", "status": "int8",
-                       "score": "float64", "size": "int8"})
+                       "score": "float64", "size": "int8", "value_wan": "float64"})
+
+
+def _value_total(engine: Engine, settings: Settings) -> dict[str, object]:
+    """The report's value total computed straight from the stored profiles by the pure scorer."""
+    out, _ = expected_scores(engine, settings)
+    offered = out[out["status"] == 1]
+    cents = (offered["value_wan"].fillna(0.0) * 100).round().astype("int64").groupby(offered["uscc"]).sum()
+    return {"value_wan": round(int(cents.sum()) / 100, 2), "firms_valued": int((cents > 0).sum())}
 
 
 def test_spark_scores_20000_enterprises_exactly_as_the_local_engine(tmp_path, matcher: Matcher) -> None:
@@ -42,6 +51,7 @@ def test_spark_scores_20000_enterprises_exactly_as_the_local_engine(tmp_path, ma
     signals = text_signals([str(t) for t in texts], matcher.retriever, list(matcher.catalog), scorer.ranking)
     local = score_batch(frame, scorer, signals, AS_OF)
     assert len(local) > N  # several offers per firm
+    assert local["value_wan"].notna().any()  # the counted values travel through Spark too
 
     frame["chunk"] = (frame.index // 2500).astype("int32")
     source, target = tmp_path / "enterprises.parquet", tmp_path / "results"
@@ -64,5 +74,7 @@ def test_batch_run_with_the_spark_engine_queues_what_the_local_engine_would(engi
         snapshot = len(session.exec(select(MatchSnapshot)).all())
     assert keys == expected_items(engine, settings)
     assert snapshot == run.report["items"]["offered"]
+    assert run.report["value"]["firms_valued"] > 0
+    assert run.report["value"] == _value_total(engine, settings)
     again = run_batch(engine, settings, as_of=AS_OF, engine_kind="spark", workers=2, echo=lambda _: None)
     assert again.report["enterprises"]["scored"] == 0 and again.report["items"]["new"] == 0
