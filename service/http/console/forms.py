@@ -184,7 +184,7 @@ def whatif_changes(before: EnterpriseProfile, after: EnterpriseProfile, old: Mat
         "value_after": new.summary.estimated_value_wan,
         "cash_flow_before": old.summary.cash_flow_wan,
         "cash_flow_after": new.summary.cash_flow_wan,
-        "values": value_changes(old, new),
+        "value_rows": value_changes(old, new),
         "count_before": len(old_ids),
         "count_after": len(new_ids),
     }
