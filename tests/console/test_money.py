@@ -258,6 +258,10 @@ def test_the_calculator_compares_a_new_answer_with_its_last(web: TestClient, cli
     assert f"小微企业工会经费全额返还：估计价值 {wan_text(before)} 万元/年 → 估计价值 {wan_text(after)} 万元/年" in section
     assert (f"估计价值合计 {wan_text(old['summary']['estimated_value_wan'])} → "
             f"{wan_text(new['summary']['estimated_value_wan'])} 万元/年") in section
+    # an input error in between keeps the last answer to compare with
+    wrong = web.post("/calculator", data={**form_of({**second, "layoff_rate_pct": "120"}), PREVIOUS: previous})
+    assert wrong.status_code == 422
+    assert html.unescape(re.search(r'name="previous" value="([^"]*)"', wrong.text).group(1)) == previous
     # the same profile again: nothing to compare; a tampered one: no comparison, no error
     again = web.post("/calculator", data={**form_of(second), PREVIOUS: previous_text(parse_profile(
         {**second, "uscc": "91320300000000000F", "name": "x"}))})

@@ -16,6 +16,7 @@ from service.main import app
 
 SAMPLES = sorted((Path(__file__).resolve().parents[2] / "profiles" / "samples").glob("*.json"))
 runner = CliRunner()
+PLAN = "徐委办〔2023〕37号"
 
 
 class _Open(BaseModel):
@@ -31,6 +32,9 @@ class PackageEntry(_Open):
     score: float
     reasons: list[str]
     estimated_value_wan: float | int | None
+    value_kind: str | None
+    value_assumption: str | None
+    source_document: str
     how_to_apply: str
 
 
@@ -38,6 +42,7 @@ class Possible(_Open):
     policy_id: str
     source_task: int | None
     source_measure: int | None
+    source_document: str
     missing: list[str]
 
 
@@ -45,6 +50,10 @@ class NearMiss(_Open):
     policy_id: str
     source_task: int | None
     source_measure: int | None
+    source_document: str
+    estimated_value_wan: float | int | None
+    value_kind: str | None
+    value_assumption: str | None
     unmet: list[str]
 
 
@@ -74,7 +83,10 @@ def test_match_json_validates_against_the_contract(sample: Path) -> None:
         e.policy_id for e in out.near_misses]
     assert len(ids) == len(set(ids))
     for entry in out.package + out.possibly_eligible + out.near_misses:  # type: ignore[operator]
-        assert (entry.source_task is None) != (entry.source_measure is None)
+        if entry.source_document == PLAN:  # the plan's own: its task or its measure
+            assert (entry.source_task is None) != (entry.source_measure is None)
+        else:  # a national or provincial announcement: neither
+            assert entry.source_task is None and entry.source_measure is None
 
 
 def test_top_keeps_the_best() -> None:

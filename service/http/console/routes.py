@@ -267,12 +267,12 @@ def calculate(request: Request, state: StateDep, session: SessionDep, form: Form
     """The package for the profile in the form; nothing is stored. Rate-limited like POST /v1/match."""
     with as_page():
         check_rate(request, state, ANONYMOUS, "match")  # the same shared count as POST /v1/match
+    before = previous_profile(form)  # the profile of the answer on the page the form was sent from
     try:
         profile = profile_from_form(form, anonymous=True)
-    except ProfileError as exc:
-        return render(request, "calculator.html", {"values": raw_values(form), "errors": exc.errors,
-                                                   "result": None}, 422)
-    before = previous_profile(form)  # the profile of the answer on the page the form was sent from
+    except ProfileError as exc:  # the last answer stays the one to compare with once the input is corrected
+        return render(request, "calculator.html", {"values": raw_values(form), "errors": exc.errors, "result": None,
+                                                   "previous": previous_text(before) if before else None}, 422)
     with as_page():
         result = packages.match_profile(state, session, profile.stated(), query=None, top=None, as_of=today())
         compared = None
