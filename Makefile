@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 RUN_STAMP := $(VENV)/.installed-run
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint install coverage bench-rules bench-search bench-batch notebooks clean
+.PHONY: help run test lint install coverage bench-rules bench-search bench-batch bench-score notebooks clean
 
 help: ## List the targets with a one-line description
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -56,6 +56,9 @@ bench-search: $(STAMP) ## Latency of search (with query embedding) and of a stor
 
 bench-batch: $(STAMP) ## Nightly batch over 1.4M synthetic firms: wall time, peak RSS, phases; first and warm run
 	$(PY) bench/batch_bench.py --n 1400000 --workers 2
+
+bench-score: $(STAMP) ## The nightly scorer alone (rules, values, ranking) over 1.4M synthetic firms, no database
+	$(PY) bench/batch_bench.py --score-only --n 1400000 --repeat 3
 
 notebooks: $(STAMP) ## Execute the notebooks in place (outputs saved)
 	$(PY) -m notebooks.run --inplace
