@@ -378,21 +378,27 @@ def _gap_body(trace: ClauseTrace) -> str:
 
 def _mark_exclusive(package: list[dict[str, Any]]) -> None:
     """不得重复享受: within an exclusive group only the most valuable entry counts in totals; a deferral
-    (缓缴, ``value_kind`` cash_flow) and an advantage that is no money never count."""
+    (缓缴, ``value_kind`` cash_flow), an advantage that is no money and a value not estimable never count."""
     groups: dict[str, list[dict[str, Any]]] = {}
     for entry in package:
-        entry["counted_in_total"] = entry["value_kind"] == "saving"
+        entry["counted_in_total"] = _countable(entry)
         entry["exclusive_with"] = []
         if entry["exclusive_group"]:
             groups.setdefault(entry["exclusive_group"], []).append(entry)
     for members in groups.values():
         if len(members) < 2:
             continue
-        best = max(members, key=lambda e: (e["value_kind"] == "saving", e["estimated_value_wan"] or 0.0, e["score"],
+        best = max(members, key=lambda e: (_countable(e), e["estimated_value_wan"] or 0.0, e["score"],
                                            e["policy_id"]))
         for entry in members:
             entry["exclusive_with"] = [m["policy_id"] for m in members if m is not entry]
-            entry["counted_in_total"] = entry is best and entry["value_kind"] == "saving"
+            entry["counted_in_total"] = entry is best and _countable(entry)
+
+
+def _countable(entry: dict[str, Any]) -> bool:
+    """A yearly saving with a number: what a total adds (a deferral, a price advantage or a value that cannot be
+    estimated is shown, never added)."""
+    return entry["value_kind"] == "saving" and entry["estimated_value_wan"] is not None
 
 
 def _summary(package: list[dict[str, Any]]) -> dict[str, Any]:
@@ -405,7 +411,7 @@ def _summary(package: list[dict[str, Any]]) -> dict[str, Any]:
         if entry["counted_in_total"] and entry["estimated_value_wan"]:
             group["estimated_value_wan"] = round(group["estimated_value_wan"] + entry["estimated_value_wan"], 2)
     groups = sorted(by.values(), key=lambda g: (-len(g["policies"]), g["category"]))
-    counted = [e["estimated_value_wan"] for e in package if e["counted_in_total"] and e["estimated_value_wan"]]
+    counted = [e["estimated_value_wan"] for e in package if e["counted_in_total"]]
     deferred = [e["estimated_value_wan"] for e in package if e["value_kind"] == "cash_flow"
                 and e["estimated_value_wan"]]
     return {

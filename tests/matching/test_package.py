@@ -113,7 +113,7 @@ def test_value_is_null_when_its_input_is_unknown(matcher: Matcher) -> None:
     entry = next(e for e in out["package"] if e["policy_id"] == "union-fee-refund-small-micro")
     # no number, and the assumption line says what is missing instead of an assumption about nothing
     assert entry["estimated_value_wan"] is None and entry["value_assumption"] == "需要年工资总额才能估算金额"
-    assert entry["counted_in_total"] and out["summary"]["estimated_value_wan"] == 0
+    assert not entry["counted_in_total"] and out["summary"]["estimated_value_wan"] == 0
 
 
 def test_adverse_flags_open_remedial_policies(matcher: Matcher) -> None:
