@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from matching import offering
-from matching.package import benefit_of, counts_as_money
+from matching.package import benefit_of, counts_as_money, round_wan
 from matching.ranking import (
     RankingConfig,
     called_by_phrase,
@@ -173,7 +173,7 @@ def score_batch(frame: pd.DataFrame, scorer: BatchScorer, signals: TextSignals, 
             continue
         raw = np.broadcast_to(np.asarray(_formula(source).evaluate(env, as_of), dtype=np.float64), (n,))
         with np.errstate(invalid="ignore"):
-            money[i] = np.where(np.isfinite(raw), np.round(np.maximum(raw, 0.0), 2), np.nan)
+            money[i] = np.where(np.isfinite(raw), round_wan(np.maximum(raw, 0.0)), np.nan)
     value = value_signal(cfg, money)
     score = package_score(cfg, rel, hits, scorer.specificity[:, None], value)
     # eligible on-request pairs are not offered, so not emitted (they are most pairs: 注销, 迁移 … apply to all);

@@ -433,7 +433,14 @@ def estimate_value(policy: Policy, record: dict[str, Any], as_of: dt.date) -> fl
     value = float(np.asarray(est.parsed.evaluate(record, as_of)))
     if math.isnan(value) or math.isinf(value):
         return None
-    return round(max(value, 0.0), 2)
+    return float(round_wan(max(value, 0.0)))
+
+
+def round_wan(value: Any) -> Any:
+    """万元 to two decimals, half up on the decimal value as a person works it by hand (0.325 → 0.33, 2.675 →
+    2.68): the one rounding of the package and the batch (scalar or column; a tiny epsilon undoes the binary
+    representation, where 2.675 is stored as 2.67499…)."""
+    return np.floor(np.asarray(value, dtype=np.float64) * 100 + 0.5 + 1e-9) / 100
 
 
 def counts_as_money(policy: Policy) -> bool:
@@ -450,7 +457,7 @@ def value_fields(policy: Policy, value: float | None, as_of: dt.date) -> dict[st
         return {"value_kind": None, "value_assumption": None}
     if value is None and est.kind not in NO_FORMULA_KINDS:
         if policy.lapsed(as_of):
-            why = f"{policy.lapse_note(as_of)}，暂不估算金额"
+            why = f"{policy.lapse_note(as_of)}，暂不估算金额。"
         else:
             missing = "、".join(FIELDS[f].label for f in est.parsed.fields) if est.parsed else ""
             why = f"需要{missing}才能估算金额" if missing else "暂不能估算金额"

@@ -93,7 +93,9 @@ def load_profile_cases(path: Path = DATA / "profiles.yaml") -> list[ProfileCase]
 
 def policy_label(catalog: Catalog, policy_id: str) -> object:
     src = catalog[policy_id].source
-    return src.task_no if src.task_no else f"M{src.measure_no}"
+    if src.task_no:
+        return src.task_no
+    return f"M{src.measure_no}" if src.measure_no else f"N:{policy_id}"  # N: a national or provincial entry
 
 
 def entry_labels(catalog: Catalog, entry_id: str) -> list[object]:

@@ -95,9 +95,6 @@ def test_batch_values_equal_the_matchers_counted_entries(matcher: Matcher) -> No
     assert (out["value_wan"].dropna() >= 0).all()
 
 
-@pytest.mark.xfail(strict=False, reason="score_batch rounds with np.round (half to even on the scaled binary value: "
-                   "1.145 → 1.14) and matching.package.estimate_value with round() (correctly rounded: 1.15); the "
-                   "lead is asked to round both the same way, then the marker goes (not strict: a sample without a half-cent passes)")
 def test_values_are_rounded_as_the_matcher_rounds_them(matcher: Matcher) -> None:
     records = _firms_with_needs(4000, SAMPLE_SEED, 150)
     assert not _agree(_per_firm(_score(records, matcher)), _oracle(matcher, records), exact=True)

@@ -34,7 +34,7 @@ def _outcome(policy: Policy, **changes: Any) -> str:
         else:
             profile[key] = value
     portrait = derive(parse_profile(profile), AS_OF)
-    return reference.outcome(policy.rule, portrait.record)
+    return reference.outcome(policy.rule_at(AS_OF), portrait.record)
 
 
 def _record(**changes: Any) -> dict[str, Any]:

@@ -68,7 +68,9 @@ def test_problems_still_fail_and_a_bad_date_is_refused(tmp_path: Path, capsys: p
 
 
 def test_the_real_catalog_is_in_review_today(capsys: pytest.CaptureFixture[str]) -> None:
-    """Every entry was reviewed on 2026-11-30 and is due by 2027-05-31: no warning on the review day."""
+    """Every entry was reviewed on 2026-11-30 and is due by 2027-05-31: no review warning on the review day (the
+    parameters that have ended — 稳岗返还 2025, 工惠贷 2023 — are warned about, as designed)."""
     assert main(["--as-of", "2026-11-30"]) == 0
     _, err = capsys.readouterr()
-    assert "警告" not in err
+    assert "review_by: 警告" not in err
+    assert "unemployment.refund_rate_sme: 警告：参数已于2025-12-31到期" in err

@@ -221,7 +221,7 @@ def test_pending_notice_keeps_it_shown_but_never_values_it_on_last_rates(day: dt
         assert estimate_value(policy, RECORD, day) is None
         assert review["needs_review"] and review["review_note"].startswith(
             "现行文件执行至2025年12月31日，延续与否以主管部门公布为准")
-        assert value_fields(policy, None, day)["value_assumption"].endswith("暂不估算金额")
+        assert value_fields(policy, None, day)["value_assumption"].endswith("暂不估算金额。")
     else:
         assert estimate_value(policy, RECORD, day) == 6.0
         assert value_fields(policy, 6.0, day)["value_assumption"] == "按中小微企业60%估算。"
