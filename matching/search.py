@@ -5,7 +5,7 @@ console's policy search and the calculator: it returns ``{"results", "no_match",
 
 - ``results``: entries in force whose calibrated score (see :mod:`matching.relevance`) reaches the
   floor, best first, at most ``top``; each has ``kind``, ``policy_id``, ``source_task``,
-  ``source_measure``, ``title``, ``score`` (the calibrated probability, comparable across queries) and
+  ``source_measure``, ``source_document``, ``title``, ``score`` (the calibrated probability, comparable across queries) and
   ``lead_departments``.
 - ``no_match``: true when no entry reaches the floor (``results`` is then empty).
 - ``fallback``: always present. It names the channels the plan gives every firm (the “一企来”企业服务热线
@@ -37,7 +37,8 @@ NO_MATCH_TEXT = "未找到对应政策"
 
 def result(policy: Policy, score: float) -> dict[str, Any]:
     return {"kind": policy.kind, "policy_id": policy.id, "source_task": policy.source.task_no,
-            "source_measure": policy.source.measure_no, "title": policy.title, "score": round(score, 4),
+            "source_measure": policy.source.measure_no, "source_document": policy.source_document,
+            "title": policy.title, "score": round(score, 4),
             "lead_departments": list(policy.lead_departments)}
 
 

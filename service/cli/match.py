@@ -76,7 +76,8 @@ def search(
         typer.echo(answer["fallback"]["message"])
         return
     for i, r in enumerate(answer["results"], 1):
-        src = f"任务{r['source_task']}" if r["source_task"] else f"举措{r['source_measure']}"
+        src = (f"任务{r['source_task']}" if r["source_task"] else f"举措{r['source_measure']}" if r["source_measure"]
+               else r["source_document"])
         kind = matcher.catalog[r["policy_id"]].kind_label
         depts = "、".join(r["lead_departments"])
         typer.echo(f"{i:>2}. {r['title']}  [{kind} · {src} · {depts}]  相关度 {r['score']:.2f}  ({r['policy_id']})")

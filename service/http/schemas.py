@@ -118,6 +118,7 @@ class SearchHit(BaseModel):
     title: str
     source_task: int | None
     source_measure: int | None
+    source_document: str = Field(description="the plan (徐委办〔2023〕37号) or a national or provincial announcement")
     score: float = Field(description="calibrated relevance in [0, 1], comparable across queries")
     lead_departments: list[str]
 

@@ -15,7 +15,8 @@ from policies.loader import Catalog
 from policies.plan import tasks
 from service.main import app
 
-RESULT_KEYS = {"kind", "policy_id", "source_task", "source_measure", "title", "score", "lead_departments"}
+RESULT_KEYS = {"kind", "policy_id", "source_task", "source_measure", "source_document", "title", "score",
+               "lead_departments"}
 runner = CliRunner()
 
 

@@ -16,6 +16,7 @@ from policies.schema import STRENGTHS, Policy
 from profiles.fields import FIELDS, PROFILE_FIELDS, SIZES, Kind
 from profiles.labels import value_text, wan_text
 from service.app.values import HOW_ESTIMATED, assumption_label, source_line, total_line, value_line
+from service.app.values import provenance as plan_provenance
 from service.http.console.forms import CALCULATOR_SKIPS, LONG_TEXT, NONE_OPTION
 
 HTTP_DIR = Path(__file__).resolve().parent.parent
@@ -31,24 +32,12 @@ SECURITY_HEADERS = {
                                "form-action 'self'; base-uri 'none'; object-src 'none'",
 }
 
-PLAN_TASKS = "《徐州市2023年优化营商环境重点任务》"
-PLAN_MEASURES = "《徐州市2023年优化营商环境十项举措》"
-
-
 def provenance(entry: Any) -> str:
-    """Where an entry comes from, as a person reads it: 《…重点任务》第63项 (never a bare number or id).
-    Accepts an entry of a match result, a search hit (dict) or a catalog entry."""
+    """Where an entry comes from in the plan, as a person reads it: 《…重点任务》第63项 (never a bare number or id);
+    '' for a national or provincial entry. Accepts an entry of a match result, a search hit or a catalog entry."""
     if isinstance(entry, Policy):
-        task, measure = entry.source.task_no, entry.source.measure_no
-    elif isinstance(entry, dict):
-        task, measure = entry.get("source_task"), entry.get("source_measure")
-    else:
-        task, measure = entry.source_task, entry.source_measure
-    if task:
-        return f"{PLAN_TASKS}第{task}项"
-    if measure:
-        return f"{PLAN_MEASURES}第{measure}项"
-    return ""
+        entry = {"source_task": entry.source.task_no, "source_measure": entry.source.measure_no}
+    return plan_provenance(entry)
 
 
 def source_text(entry: Any) -> str:  # kept for templates written before provenance()
