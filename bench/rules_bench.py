@@ -60,7 +60,7 @@ def main() -> None:
 
     sub = batch.take(slice(0, args.reference_n))
     records = [sub.record(i) for i in range(sub.n)]
-    rules = [(p.rule, p.is_active(as_of)) for p in policies]
+    rules = [(p.rule_at(as_of), p.is_active(as_of)) for p in policies]
     ref_times = []
     for _ in range(max(1, args.repeat // 2)):
         t0 = time.perf_counter()

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from matching import gaps, offering
 from matching.package import RARE_QUESTION_FIELDS, REVIEW_NOTE, Matcher
+from policies.schema import PLAN_DOCUMENT
 from profiles.features import derive
 from profiles.model import parse_profile
 from profiles.synth import synthesize
@@ -59,8 +60,14 @@ def test_lists_are_capped_and_every_entry_names_its_source(matcher: Matcher, row
     for name in LISTS:
         for entry in out[name]:
             assert "source_task" in entry and "source_measure" in entry, (name, entry["policy_id"])
-            assert (entry["source_task"] is None) != (entry["source_measure"] is None)
-            assert entry["needs_review"] is False and entry["review_note"] is None
+            assert entry["source_document"], (name, entry["policy_id"])
+            if entry["source_document"] == PLAN_DOCUMENT:  # the plan's: one task or one measure
+                assert (entry["source_task"] is None) != (entry["source_measure"] is None)
+            else:  # a national or provincial announcement: neither
+                assert entry["source_task"] is None and entry["source_measure"] is None
+            # in review on AS_OF: only an entry whose documents have ended (pending a notice) is marked
+            lapse = matcher.catalog[entry["policy_id"]].lapse_note(AS_OF)
+            assert entry["needs_review"] is bool(lapse) and entry["review_note"] == lapse
     for entry in out["available_on_request"]:
         assert entry["reason"].endswith(("可用", "可申请")), entry
     listed = [e["policy_id"] for name in LISTS for e in out[name]]
@@ -106,8 +113,10 @@ def test_an_answer_after_the_review_date_says_the_entry_needs_review(matcher: Ma
     entries = [e for name in LISTS for e in out[name]]
     assert entries
     for entry in entries:
-        due = matcher.catalog[entry["policy_id"]].needs_review(late + dt.timedelta(days=1))
-        assert entry["needs_review"] is due and entry["review_note"] == (REVIEW_NOTE if due else None)
+        policy, day = matcher.catalog[entry["policy_id"]], late + dt.timedelta(days=1)
+        due = policy.needs_review(day)
+        notes = [n for n in (policy.lapse_note(day), REVIEW_NOTE if due else None) if n]
+        assert entry["needs_review"] is bool(notes) and entry["review_note"] == ("；".join(notes) or None)
     assert any(e["needs_review"] for e in entries)
 
 

@@ -28,7 +28,7 @@ def test_package_invariants(matcher: Matcher, row: int, query: str, top: int) ->
     assert len(ids) == len(set(ids))
     for entry in full["package"]:
         policy = matcher.catalog[entry["policy_id"]]
-        assert reference.outcome(policy.rule, portrait.record) == "eligible" and policy.is_active(as_of)
+        assert reference.outcome(policy.rule_at(as_of), portrait.record) == "eligible" and policy.is_active(as_of)
     scores = [e["score"] for e in full["package"]]
     assert scores == sorted(scores, reverse=True)
     again = matcher.match(portrait, query=query or None).model_dump(mode="json")  # deterministic: the same answer twice
