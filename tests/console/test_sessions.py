@@ -96,8 +96,9 @@ def test_the_cookie_is_a_random_session_id_stored_only_hashed(web: TestClient, s
     assert [r.session_hash for r in _rows_of(state, token_id)] == [hashlib.sha256(second.encode()).hexdigest()]
 
 
-def test_the_cookie_lives_for_the_absolute_lifetime_and_is_secure_under_https(app: FastAPI, tokens: Tokens,
-                                                                               state: ServiceState) -> None:
+def test_the_cookie_lives_for_the_absolute_lifetime_and_is_secure_under_https(
+        client: TestClient, app: FastAPI, tokens: Tokens, state: ServiceState) -> None:
+    # `client` runs the app's lifespan (app.state.service): this client is not entered, as in test_hardening
     secure = TestClient(app, base_url="https://testserver")
     try:
         page = secure.get("/console/login")
