@@ -16,10 +16,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from matching.batch import BatchScorer, score_batch, text_signals
+from matching.package import Matcher
+from profiles.columns import encode_profiles
 from profiles.model import parse_profile
 from profiles.synth import synthesize
 from service.batch.candidates import Prepared, prepare
@@ -170,3 +175,14 @@ def receiver() -> Iterator[Receiver]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def score_records(records: list[dict[str, Any]], matcher: Matcher, as_of: dt.date = AS_OF) -> pd.DataFrame:
+    """The pure batch scorer over profile records (encoded as the nightly run encodes them)."""
+    frame = encode_profiles([json.dumps(r, ensure_ascii=False) for r in records])
+    frame["uscc"] = [r["uscc"] for r in records]
+    keys, rows = np.unique(frame.pop("text_key").to_numpy().astype(str), return_inverse=True)
+    frame["text_row"] = rows
+    scorer = BatchScorer.build(matcher.catalog)
+    signals = text_signals(list(keys), matcher.retriever, list(matcher.catalog), scorer.ranking)
+    return score_batch(frame, scorer, signals, as_of)

@@ -9,7 +9,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from matching.batch import (
     IN_PACKAGE,
@@ -17,7 +16,6 @@ from matching.batch import (
     BatchScorer,
     age_thresholds,
     recheck_days,
-    score_batch,
     text_signals,
 )
 from matching.embeddings import Embedder, Kind, Vectors
@@ -27,20 +25,10 @@ from profiles.columns import ProfileBatch, encode_profiles
 from profiles.features import derive
 from profiles.model import parse_profile
 from profiles.synth import synthesize
+from tests.batch.conftest import AS_OF, score_records
 
-AS_OF = dt.date(2024, 6, 1)
 PUSHED = ("entitlement", "selective")
 SAMPLE_FILES = sorted((Path(__file__).resolve().parents[2] / "profiles" / "samples").glob("*.json"))
-
-
-def _score(records: list[dict], matcher: Matcher) -> pd.DataFrame:
-    frame = encode_profiles([json.dumps(r, ensure_ascii=False) for r in records])
-    frame["uscc"] = [r["uscc"] for r in records]
-    keys, rows = np.unique(frame.pop("text_key").to_numpy().astype(str), return_inverse=True)
-    frame["text_row"] = rows
-    scorer = BatchScorer.build(matcher.catalog)
-    signals = text_signals(list(keys), matcher.retriever, list(matcher.catalog), scorer.ranking)
-    return score_batch(frame, scorer, signals, AS_OF)
 
 
 def test_encoding_stored_json_equals_the_record_encoder() -> None:
@@ -62,7 +50,7 @@ def test_batch_packages_equal_the_matcher_for_firms_that_state_their_needs(match
     population = synthesize(4000, 11)
     chosen = np.flatnonzero(population.needs != "")[:120]
     records = [population.record(int(i)) for i in chosen]
-    out = _score(records, matcher)
+    out = score_records(records, matcher)
     for record in records:
         answer = matcher.match(derive(parse_profile(record), AS_OF)).model_dump(mode="json")
         mine = out[out["uscc"] == record["uscc"]]
@@ -78,7 +66,7 @@ def test_batch_packages_equal_the_matcher_for_firms_that_state_their_needs(match
 
 def test_offers_are_eligible_and_on_request_policies_need_a_trigger(matcher: Matcher) -> None:
     records = list(synthesize(2000, 12).records())
-    out = _score(records, matcher)
+    out = score_records(records, matcher)
     batch = ProfileBatch.from_records([parse_profile(r).model_dump() for r in records]).with_derived(AS_OF)
     status = matcher.engine.evaluate(batch, AS_OF, near_misses=False).status
     row = {r["uscc"]: i for i, r in enumerate(records)}

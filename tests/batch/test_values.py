@@ -6,7 +6,6 @@ entitlements and selective programmes only, the strengths the batch pushes (issu
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections import defaultdict
 from typing import Any
 
@@ -16,9 +15,8 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from matching.batch import IN_PACKAGE, BatchScorer, counted_values, score_batch, text_signals
+from matching.batch import IN_PACKAGE, counted_values
 from matching.package import Matcher
-from profiles.columns import encode_profiles
 from profiles.features import derive
 from profiles.labels import value_text
 from profiles.model import parse_profile
@@ -27,7 +25,7 @@ from service.batch.candidates import prepare
 from service.batch.report import render_report
 from service.batch.run import run_batch
 from service.store.enterprises import upsert_enterprise
-from tests.batch.conftest import AS_OF, expected_scores, make_settings
+from tests.batch.conftest import AS_OF, expected_scores, make_settings, score_records
 
 PUSHED = ("entitlement", "selective")
 SAMPLE_SEED = 11
@@ -56,16 +54,6 @@ def _oracle(matcher: Matcher, records: list[dict[str, Any]], as_of: dt.date = AS
     return out
 
 
-def _score(records: list[dict[str, Any]], matcher: Matcher) -> pd.DataFrame:
-    frame = encode_profiles([json.dumps(r, ensure_ascii=False) for r in records])
-    frame["uscc"] = [r["uscc"] for r in records]
-    keys, rows = np.unique(frame.pop("text_key").to_numpy().astype(str), return_inverse=True)
-    frame["text_row"] = rows
-    scorer = BatchScorer.build(matcher.catalog)
-    signals = text_signals(list(keys), matcher.retriever, list(matcher.catalog), scorer.ranking)
-    return score_batch(frame, scorer, signals, AS_OF)
-
-
 def _per_firm(out: pd.DataFrame) -> dict[str, int]:
     offered = out[out["status"] == IN_PACKAGE]
     cents = np.rint(offered["value_wan"].fillna(0.0).to_numpy() * 100).astype(np.int64)
@@ -81,7 +69,7 @@ def _agree(mine: dict[str, int], oracle: dict[str, dict[str, int]], *, exact: bo
 
 def test_batch_values_equal_the_matchers_counted_entries(matcher: Matcher) -> None:
     records = _firms_with_needs(4000, SAMPLE_SEED, 150)
-    out = _score(records, matcher)
+    out = score_records(records, matcher)
     oracle = _oracle(matcher, records)
     valued = sum(1 for v in oracle.values() if v)
     assert valued, "some firms of the sample have a counted value (else the test proves nothing)"
@@ -97,7 +85,7 @@ def test_batch_values_equal_the_matchers_counted_entries(matcher: Matcher) -> No
 
 def test_values_are_rounded_as_the_matcher_rounds_them(matcher: Matcher) -> None:
     records = _firms_with_needs(4000, SAMPLE_SEED, 150)
-    assert not _agree(_per_firm(_score(records, matcher)), _oracle(matcher, records), exact=True)
+    assert not _agree(_per_firm(score_records(records, matcher)), _oracle(matcher, records), exact=True)
 
 
 def test_an_exclusive_group_counts_once_per_firm_its_largest_value() -> None:
