@@ -225,20 +225,26 @@ def outage_env() -> Iterator[Fixture]:
 
 
 def _wait_ready(base_url: str, server: subprocess.Popen[bytes], log: Path, timeout: float = 180) -> None:
-    """Until both workers have started: several /readyz in a row answer 200."""
+    """Until every worker has warmed up: concurrent bursts of /readyz on fresh connections all answer 200,
+    three times in a row. One keep-alive client asking in sequence reaches a single worker, so a streak of 200s
+    from it said nothing of the other one, still warming (the first burst of the scenario then met a
+    ``warming`` 503). Concurrent fresh connections spread over the workers sharing the socket."""
     deadline = time.monotonic() + timeout
+
+    async def burst(n: int = 16) -> bool:
+        limits = httpx.Limits(max_connections=n, max_keepalive_connections=0)
+        async with httpx.AsyncClient(base_url=base_url, timeout=5, limits=limits) as client:
+            answers = await asyncio.gather(*(client.get("/readyz") for _ in range(n)), return_exceptions=True)
+        return all(isinstance(a, httpx.Response) and a.status_code == 200 for a in answers)
+
     streak = 0
-    with httpx.Client(base_url=base_url, timeout=5) as client:
-        while time.monotonic() < deadline:
-            if server.poll() is not None:
-                raise RuntimeError(f"server exited ({server.returncode}):\n{log.read_text(errors='replace')[-4000:]}")
-            try:
-                streak = streak + 1 if client.get("/readyz").status_code == 200 else 0
-            except httpx.TransportError:
-                streak = 0
-            if streak >= 10 and len(_children(server.pid)) >= WORKERS:
-                return
-            time.sleep(0.05 if streak else 0.25)
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"server exited ({server.returncode}):\n{log.read_text(errors='replace')[-4000:]}")
+        streak = streak + 1 if len(_children(server.pid)) >= WORKERS and asyncio.run(burst()) else 0
+        if streak >= 3:
+            return
+        time.sleep(0.1 if streak else 0.25)
     raise RuntimeError(f"server not ready in {timeout:.0f} s:\n{log.read_text(errors='replace')[-4000:]}")
 
 
