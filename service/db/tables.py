@@ -32,6 +32,25 @@ class Enterprise(SQLModel, table=True):
     opted_out: bool = Field(default=False, description="opted out of pushes")
     created_at: dt.datetime = Field(default_factory=utcnow)
     updated_at: dt.datetime = Field(default_factory=utcnow, index=True)
+    # Merged from the departments' feeds (``enterprise_source``): per field {source, as_of} of the value in
+    # ``profile``, and the disagreements the merge did not resolve silently. NULL for a profile stored before
+    # any feed (a legacy profile: nothing in it ages).
+    provenance: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    conflicts: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+
+
+class EnterpriseSource(SQLModel, table=True):
+    """What one source (a department's feed, the firm itself, a hotline operator) says of one firm:
+    ``doc`` = ``{"values": {field: value}, "as_of": {field: "YYYY-MM-DD"}}``, per field the newest date
+    that source observed it. No foreign key to ``enterprise``: a feed may speak of a firm not registered
+    here yet; its facts wait until the merged profile has a name."""
+
+    __tablename__ = "enterprise_source"
+    uscc: str = Field(primary_key=True, max_length=18)
+    source: str = Field(primary_key=True, max_length=20)
+    doc: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    content_hash: str = Field(max_length=64)
+    updated_at: dt.datetime = Field(default_factory=utcnow)
 
 
 class PolicyVersion(SQLModel, table=True):
