@@ -119,6 +119,31 @@ class Question(_Result):
     settles: list[str]
 
 
+class Reminder(_Result):
+    """Something the firm should act on soon, not a policy: a qualification whose certificate ends within the
+    reminder window (高新技术企业证书将于…到期，请及时复审)."""
+
+    kind: str = Field(description="qualification_expiring")
+    code: str = Field(description="the qualification code (high_tech, specialized_sme …)")
+    label: str
+    valid_to: str = Field(description="YYYY-MM-DD, the certificate's last valid day")
+    days_left: int = Field(description="days from the as-of day to valid_to (0: it ends today)")
+    message: str
+
+
+class StaleField(_Result):
+    """A profile field whose last value is older than its maximum age on the as-of day: matched as unknown,
+    and asked again (请核实…)."""
+
+    field: str
+    label: str
+    value: Any = Field(description="the last recorded value (as stored)")
+    source: str = Field(description="the source that recorded it (tax, social_insurance, registration …)")
+    source_label: str = Field(description="the source in Chinese (税务, 人社 …)")
+    as_of: str = Field(description="YYYY-MM-DD, the day the source recorded it")
+    max_age_days: int | None = Field(default=None, description="the field's maximum age in days")
+
+
 class CategorySummary(_Result):
     category: str
     label: str
@@ -148,3 +173,7 @@ class MatchResult(_Result):
     summary: Summary
     catalog_version: str
     model_id: str | None
+    reminders: list[Reminder] = Field(default_factory=list,
+                                      description="qualifications whose certificate ends within 90 days")
+    stale: list[StaleField] = Field(default_factory=list,
+                                    description="fields too old on the as-of day: matched as unknown, asked again")
