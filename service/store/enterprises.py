@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 from sqlalchemy import func, or_
 from sqlmodel import Session, col, select
 
 from profiles.model import EnterpriseProfile
+from service.db.bulk import IN_LIST
 from service.db.tables import Enterprise, utcnow
 from service.store.values import canonical_hash
 
 
 def upsert_enterprise(session: Session, *, profile: EnterpriseProfile) -> tuple[Enterprise, bool]:
-    """Store a validated profile; returns (row, changed). Unchanged content writes nothing."""
+    """Store a validated profile of unknown origin (demo seeds, tests; no provenance: nothing in it ages);
+    returns (row, changed). Unchanged content writes nothing. Statements of a known source go through
+    :mod:`service.app.statements` (merged with the other sources, with provenance)."""
     data = profile.stated()
     digest = canonical_hash(data)
     row = session.get(Enterprise, profile.uscc)
@@ -25,12 +31,44 @@ def upsert_enterprise(session: Session, *, profile: EnterpriseProfile) -> tuple[
     else:
         row.name, row.region, row.profile, row.content_hash, row.updated_at = (
             profile.name, profile.region, data, digest, now)
+        row.provenance = row.conflicts = None
         session.add(row)
+    return row, True
+
+
+def write_merged(session: Session, *, uscc: str, row: Enterprise | None, profile: EnterpriseProfile,
+                 stored: dict[str, Any], provenance: dict[str, Any], conflicts: list[dict[str, Any]],
+                 content_hash: str) -> tuple[Enterprise, bool]:
+    """Store a firm's merged profile (``stored``: the validated profile's stored form) with its provenance and
+    conflicts; ``row`` is the stored one, if any. Returns (row, changed): nothing is written when all four
+    are as stored."""
+    if row is not None and (row.content_hash, row.profile, row.provenance, row.conflicts) == (
+            content_hash, stored, provenance, conflicts):
+        return row, False
+    now = utcnow()
+    if row is None:
+        row = Enterprise(uscc=uscc, name=profile.name, region=profile.region, profile=stored, provenance=provenance,
+                         conflicts=conflicts, content_hash=content_hash, created_at=now, updated_at=now)
+    else:
+        row.name, row.region, row.profile, row.content_hash, row.updated_at = (
+            profile.name, profile.region, stored, content_hash, now)
+        row.provenance, row.conflicts = provenance, conflicts
+    session.add(row)
     return row, True
 
 
 def get_enterprise(session: Session, *, uscc: str) -> Enterprise | None:
     return session.get(Enterprise, uscc)
+
+
+def enterprises_of(session: Session, *, usccs: Iterable[str]) -> dict[str, Enterprise]:
+    """The stored firms among ``usccs`` (one query per few hundred codes)."""
+    codes = list(dict.fromkeys(usccs))
+    found: dict[str, Enterprise] = {}
+    for start in range(0, len(codes), IN_LIST):
+        stmt = select(Enterprise).where(col(Enterprise.uscc).in_(codes[start:start + IN_LIST]))
+        found.update((row.uscc, row) for row in session.exec(stmt))
+    return found
 
 
 def search_enterprises(session: Session, *, q: str, limit: int = 20) -> list[Enterprise]:

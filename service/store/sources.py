@@ -1,0 +1,60 @@
+"""The ``enterprise_source`` table: what each source says of each firm (written only here).
+
+A row is one source's statement about one firm, ``doc = {"values": {field: value}, "as_of": {field:
+"YYYY-MM-DD"}}`` — per field the value with the newest date that source gave it. ``content_hash`` is the
+doc's canonical hash: a feed that restates what is stored writes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from service.db.bulk import IN_LIST
+from service.db.tables import Enterprise, EnterpriseSource, utcnow
+from service.store.values import canonical_hash
+
+
+def source_docs(session: Session, *, usccs: Iterable[str]) -> dict[str, dict[str, EnterpriseSource]]:
+    """Every stored statement about these firms: ``{uscc: {source: row}}`` (firms without any are absent)."""
+    codes = list(dict.fromkeys(usccs))
+    found: dict[str, dict[str, EnterpriseSource]] = {}
+    for start in range(0, len(codes), IN_LIST):
+        stmt = select(EnterpriseSource).where(col(EnterpriseSource.uscc).in_(codes[start:start + IN_LIST]))
+        for row in session.exec(stmt):
+            found.setdefault(row.uscc, {})[row.source] = row
+    return found
+
+
+def docs_of(session: Session, *, uscc: str) -> dict[str, dict[str, Any]]:
+    """The statements about one firm, ``{source: doc}``."""
+    return {source: row.doc for source, row in source_docs(session, usccs=[uscc]).get(uscc, {}).items()}
+
+
+def put_source_doc(session: Session, *, uscc: str, source: str, doc: dict[str, Any],
+                   row: EnterpriseSource | None = None) -> bool:
+    """Store ``source``'s statement about ``uscc`` (``row``: the stored one, if the caller has it loaded);
+    returns whether anything changed. An identical statement writes nothing."""
+    digest = canonical_hash(doc)
+    if row is None:
+        row = session.get(EnterpriseSource, (uscc, source))
+    if row is not None and row.content_hash == digest:
+        return False
+    if row is None:
+        session.add(EnterpriseSource(uscc=uscc, source=source, doc=doc, content_hash=digest, updated_at=utcnow()))
+    else:
+        row.doc, row.content_hash, row.updated_at = doc, digest, utcnow()
+        session.add(row)
+    return True
+
+
+def waiting_firms(session: Session) -> int:
+    """Firms some source speaks of that have no enterprise row yet (their merged profile has no name):
+    counted as 待补充登记信息 until the register's feed (or the firm) names them."""
+    stmt = (select(func.count(func.distinct(col(EnterpriseSource.uscc))))
+            .outerjoin(Enterprise, col(Enterprise.uscc) == col(EnterpriseSource.uscc))
+            .where(col(Enterprise.uscc).is_(None)))
+    return int(session.exec(stmt).one())
