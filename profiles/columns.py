@@ -139,8 +139,8 @@ class ProfileBatch:
                     if items is not None:
                         known[i] = True
                         m = 0
-                        for item in items:
-                            m |= 1 << lookup[item]
+                        for item in items:  # a dated qualification counts by its code (see EnterpriseProfile.at)
+                            m |= 1 << lookup[item if isinstance(item, str) else _item_code(item)]
                         masks[i] = m
                 cols[name] = masks
                 cols[name + "__known"] = known
@@ -246,6 +246,12 @@ class ProfileBatch:
                     m = int(col[i])
                     out[name] = [v for bit, v in enumerate(values(name)) if m >> bit & 1]
         return out
+
+
+def _item_code(item: Any) -> str:
+    """The code of a set item given as an object (a dated qualification: ``{"code", "valid_from", …}``)."""
+    code = item.get("code") if isinstance(item, Mapping) else getattr(item, "code", item)
+    return str(code)
 
 
 def _unknown_column(name: str, n: int) -> dict[str, np.ndarray]:

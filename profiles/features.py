@@ -15,7 +15,8 @@ from typing import Any
 from profiles.columns import DERIVED_FIELDS, ProfileBatch, decode
 from profiles.fields import FIELDS, QUALIFICATIONS, SIZES
 from profiles.industry import parse_industry_code
-from profiles.model import EnterpriseProfile
+from profiles.merge import Seen, as_seen
+from profiles.model import EnterpriseProfile, qualification_code
 from profiles.size_class import SizeResult, category_for, category_names, classify
 
 
@@ -31,6 +32,15 @@ class Portrait:
     size_source: str | None  # "stated" | "derived" | None
     warnings: list[str] = field(default_factory=list)
     tags: list[str] = field(default_factory=list)
+    #: fields too old to count on ``as_of`` (removed from ``profile``): field → {value, source, source_label,
+    #: as_of, max_age_days}
+    stale: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: valid certificates ending within the reminder window: {code, label, valid_to, days_left}
+    expiring: list[dict[str, Any]] = field(default_factory=list)
+    #: where each stored value came from (None: a profile without sources)
+    provenance: dict[str, Any] | None = None
+    #: the first later day on which the seen profile may change (a value ages, a certificate starts or ends)
+    next_change: dt.date | None = None
 
     def to_json(self) -> dict[str, Any]:
         """SPEC §2.3 ``enterprise``: the stated profile plus derived fields."""
@@ -51,8 +61,23 @@ def _industry_name(code: str | None) -> str | None:
     return parse_industry_code(code).name if code else None
 
 
-def derive(profile: EnterpriseProfile, as_of: dt.date | None = None) -> Portrait:
+def seen_profile(profile: EnterpriseProfile, as_of: dt.date,
+                 provenance: dict[str, Any] | None = None) -> tuple[EnterpriseProfile, Seen | None]:
+    """The profile as it counts on ``as_of`` (:func:`profiles.merge.as_seen`) and the :class:`Seen` answer;
+    a profile without provenance and dated qualifications is returned as it is (None for the answer)."""
+    if provenance is None and all(isinstance(q, str) for q in profile.qualifications or ()):
+        return profile, None
+    seen = as_seen(profile.stated(), provenance, as_of)
+    return EnterpriseProfile.model_validate(seen.profile), seen
+
+
+def derive(profile: EnterpriseProfile, as_of: dt.date | None = None,
+           provenance: dict[str, Any] | None = None) -> Portrait:
+    """The portrait of ``profile`` on ``as_of`` (today by default): values too old for their field
+    (``provenance``) count as unknown and expired certificates as absent (:func:`profiles.merge.as_seen`);
+    ``Portrait.profile`` is that seen profile."""
     as_of = as_of or dt.date.today()
+    profile, seen = seen_profile(profile, as_of, provenance)
     batch = ProfileBatch.from_records([profile.model_dump()]).with_derived(as_of)
     derived = batch.record(0)
     record: dict[str, Any] = {name: getattr(profile, name) for name in FIELDS if not FIELDS[name].derived}
@@ -71,7 +96,9 @@ def derive(profile: EnterpriseProfile, as_of: dt.date | None = None) -> Portrait
         )
     if profile.established_on and profile.established_on > as_of:
         warnings.append(f"成立日期{profile.established_on}晚于评估日期{as_of}，请核对")
-    portrait = Portrait(profile, as_of, record, batch, result, source, warnings)
+    portrait = Portrait(profile, as_of, record, batch, result, source, warnings,
+                        stale=seen.stale if seen else {}, expiring=seen.expiring if seen else [],
+                        provenance=provenance, next_change=seen.next_change if seen else None)
     portrait.tags.extend(portrait_tags(record))
     return portrait
 
@@ -88,7 +115,7 @@ def portrait_tags(record: dict[str, Any]) -> list[str]:
         tags.append("大型企业")
     if record.get("entity_type") == "individual_business":
         tags.append("个体工商户")
-    tags += [QUALIFICATIONS[q] for q in record.get("qualifications") or []]
+    tags += list(dict.fromkeys(QUALIFICATIONS[qualification_code(q)] for q in record.get("qualifications") or []))
     age = record.get("age_years")
     if age is not None and age < 1:
         tags.append("新办企业")

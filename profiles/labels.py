@@ -6,6 +6,7 @@ run reports all render values here; :mod:`profiles.columns` decodes column codes
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from profiles.fields import FIELDS
@@ -38,6 +39,8 @@ def value_text(name: str, value: Any, unknown: str = "未填", digits: int | Non
     spec = FIELDS.get(name)
     if isinstance(value, list):
         return "、".join(value_text(name, v, unknown, digits) for v in value) or "无"
+    if isinstance(value, Mapping) or hasattr(value, "code"):
+        return _dated_text(name, value)
     if spec is None:
         return str(value)
     if name in CODED:
@@ -47,6 +50,22 @@ def value_text(name: str, value: Any, unknown: str = "未填", digits: int | Non
     if digits is not None and isinstance(value, float) and not value.is_integer():
         value = round(value, digits)
     return spec.value_label(value)
+
+
+def _dated_text(name: str, item: Any) -> str:
+    """A dated qualification: 高新技术企业（2023-11-01至2026-10-31）."""
+    def get(key: str) -> Any:
+        return item.get(key) if isinstance(item, Mapping) else getattr(item, key, None)
+
+    label = value_text(name, get("code"))
+    start, end = get("valid_from"), get("valid_to")
+    if start and end:
+        return f"{label}（{start}至{end}）"
+    if end:
+        return f"{label}（有效期至{end}）"
+    if start:
+        return f"{label}（{start}起）"
+    return label
 
 
 def wan_text(value: Any) -> str:

@@ -13,10 +13,13 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     StringConstraints,
+    Tag,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic_core import PydanticCustomError
 
@@ -97,6 +100,76 @@ def check_founding(established_on: dt.date | None, as_of: dt.date) -> None:
                                              f"（收到 {established_on.isoformat()}）")
 
 
+class DatedQualification(BaseModel):
+    """A qualification with its certificate's dates: ``{"code": "high_tech", "valid_from": "2023-11-01",
+    "valid_to": "2026-10-31"}``. ``valid_to`` is the last valid day; either date may be absent (open)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    code: Qualification
+    valid_from: dt.date | None = None
+    valid_to: dt.date | None = None
+
+    @field_validator("valid_from", "valid_to", mode="before")
+    @classmethod
+    def _strict_date(cls, value: Any) -> Any:
+        return None if value is None else strict_date(value)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DatedQualification:
+        if self.valid_from and self.valid_to and self.valid_from > self.valid_to:
+            raise PydanticCustomError(
+                "pf_message", "{code} 的有效期起始日期 {start} 晚于截止日期 {end}",
+                {"code": self.code, "start": self.valid_from.isoformat(), "end": self.valid_to.isoformat()})
+        return self
+
+    def valid_on(self, day: dt.date) -> bool:
+        """Does the certificate count on ``day`` (valid_from ≤ day ≤ valid_to, an absent bound open)?"""
+        return (self.valid_from is None or self.valid_from <= day) and (self.valid_to is None or day <= self.valid_to)
+
+
+def _qualification_kind(value: Any) -> str:
+    return "dated" if isinstance(value, dict | DatedQualification) else "code"
+
+
+#: One item of ``qualifications``: a plain code or a dated certificate.
+QualificationItem = Annotated[
+    Annotated[Qualification, Tag("code")] | Annotated[DatedQualification, Tag("dated")],
+    Discriminator(_qualification_kind),
+]
+#: Plain codes in one list (there are 8); dated items may repeat a code (successive certificates).
+MAX_PLAIN_QUALIFICATIONS, MAX_QUALIFICATION_ITEMS = 8, 24
+
+
+def qualification_code(item: Any) -> str:
+    """The code of a qualification item: a plain code, a :class:`DatedQualification` or its JSON object."""
+    if isinstance(item, DatedQualification):
+        return item.code
+    if isinstance(item, dict):
+        return str(item.get("code"))
+    return str(item)
+
+
+def item_dates(item: Any) -> tuple[dt.date | None, dt.date | None]:
+    """(valid_from, valid_to) of a qualification item (None, None for a plain code); JSON dates are parsed."""
+    if isinstance(item, DatedQualification):
+        return item.valid_from, item.valid_to
+    if isinstance(item, dict):
+        start, end = item.get("valid_from"), item.get("valid_to")
+        return (None if start is None else strict_date(start)), (None if end is None else strict_date(end))
+    return None, None
+
+
+def valid_codes(items: Any, as_of: dt.date) -> list[str]:
+    """The codes of ``items`` that count on ``as_of``, in order, each once (a plain code always counts)."""
+    out: dict[str, None] = {}
+    for item in items:
+        start, end = item_dates(item)
+        if (start is None or start <= as_of) and (end is None or as_of <= end):
+            out[qualification_code(item)] = None
+    return list(out)
+
+
 class EnterpriseProfile(BaseModel):
     """The stated profile. Derived fields (size if absent, tags …) live in ``profiles.features``."""
 
@@ -127,7 +200,7 @@ class EnterpriseProfile(BaseModel):
     deductible_input_vat_wan: Wan | None = None
     financing_need_wan: Wan | None = None
     has_union: Annotated[bool, Field(strict=True)] | None = None
-    qualifications: list[Qualification] | None = Field(None, max_length=8)
+    qualifications: list[QualificationItem] | None = Field(None, max_length=MAX_QUALIFICATION_ITEMS)
     trade: list[Trade] | None = Field(None, max_length=4)
     patents: Count | None = None
     trademarks: Count | None = None
@@ -169,14 +242,37 @@ class EnterpriseProfile(BaseModel):
             raise ValueError("成立日期早于1900年，请核对")
         return value
 
+    @field_validator("qualifications", mode="before")
+    @classmethod
+    def _plain_codes(cls, value: Any) -> Any:
+        if isinstance(value, list) and sum(isinstance(v, str) for v in value) > MAX_PLAIN_QUALIFICATIONS:
+            raise PydanticCustomError("too_long", "too long", {"max_length": MAX_PLAIN_QUALIFICATIONS})
+        return value
+
     @field_validator("qualifications", "trade", "flags")
     @classmethod
-    def _dedupe(cls, value: list[str] | None) -> list[str] | None:
+    def _dedupe(cls, value: list[Any] | None) -> list[Any] | None:
         return None if value is None else list(dict.fromkeys(value))
 
     def stated(self) -> dict[str, Any]:
-        """The fields that were stated (unknown ones omitted), JSON-ready."""
+        """The fields that were stated (unknown ones omitted), JSON-ready. A dated qualification stays an
+        object with the dates it was given; a plain code stays a plain string."""
         return self.model_dump(mode="json", exclude_unset=True)
+
+    @property
+    def qualification_codes(self) -> list[str] | None:
+        """The codes of ``qualifications`` regardless of dates (None = unknown)."""
+        if self.qualifications is None:
+            return None
+        return list(dict.fromkeys(qualification_code(q) for q in self.qualifications))
+
+    def at(self, as_of: dt.date) -> EnterpriseProfile:
+        """The profile as it counts on ``as_of``: ``qualifications`` reduced to the plain codes valid that day
+        (valid_from ≤ as_of ≤ valid_to; an expired or not yet valid certificate does not count). Matching
+        only ever sees this form."""
+        if self.qualifications is None or all(isinstance(q, str) for q in self.qualifications):
+            return self
+        return self.model_copy(update={"qualifications": valid_codes(self.qualifications, as_of)})
 
 
 def _message(err: dict[str, Any]) -> tuple[str, str]:
@@ -184,6 +280,8 @@ def _message(err: dict[str, Any]) -> tuple[str, str]:
     field = loc[0] if loc else "profile"
     label = FIELDS[field].label if field in FIELDS else field
     kind, ctx = err["type"], err.get("ctx") or {}
+    if field == "qualifications" and "dated" in loc[1:3]:
+        return field, _item_message(loc, kind, ctx, err)
     if kind == "extra_forbidden":
         return field, f"未知字段“{field}”{suggest(field, PROFILE_FIELDS).replace(' — did you mean', '，是否应为').replace('?', '？')}"
     if kind == "literal_error":
@@ -204,6 +302,21 @@ def _message(err: dict[str, Any]) -> tuple[str, str]:
         return field, f"{field}（{label}）：{str(ctx.get('error', err['msg']))}"
     text = type_text(kind, ctx) or err["msg"]
     return field, f"{field}（{label}）{text}"
+
+
+def _item_message(loc: list[str], kind: str, ctx: dict[str, Any], err: dict[str, Any]) -> str:
+    """An error inside a dated qualification object, naming the item and its key."""
+    head = f"qualifications（{FIELDS['qualifications'].label}）第{int(loc[1]) + 1}项"
+    key = loc[3] if len(loc) > 3 else ""
+    if kind == "extra_forbidden":
+        return f"{head}含未知的键“{key}”，只能有 code、valid_from、valid_to"
+    if kind == "missing":
+        return f"{head}缺少 {key}（资质代码）"
+    if kind == "literal_error":
+        shown = "、".join(f"{k}（{v}）" for k, v in FIELDS["qualifications"].vocabulary.items())
+        return f"{head}的 code 取值无效：{err.get('input')!r}，应为 {shown}"
+    text = err["msg"] if kind == "pf_message" else (type_text(kind, ctx) or err["msg"])
+    return f"{head}{'的 ' + key + ' ' if key else '：'}{text}"
 
 
 def parse_profile(data: Any, *, as_of: dt.date | None = None) -> EnterpriseProfile:
