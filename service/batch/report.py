@@ -31,7 +31,8 @@ class Report:
                     "enterprises": {"stored": total, "to_score": todo, "scored": 0, "skipped": total - todo,
                                     "opted_out": 0, "quarantined": 0},
                     "quarantined": [],
-                    "items": {"offered": 0, "new": 0, "repeated": 0, "held": 0, "released": 0, "possible": 0},
+                    "items": {"offered": 0, "new": 0, "repeated": 0, "held": 0, "released": 0, "possible": 0,
+                              "reminders": 0},
                     "messages": 0, "chunks": 0, "by_policy": {}, "by_region": {}, "by_size": {},
                     "value": {"value_wan": 0.0, "firms_valued": 0},
                     "timings": {"load": 0.0, "rules": 0.0, "ranking": 0.0, "write": 0.0}})
@@ -52,6 +53,10 @@ class Report:
         """Held items sent before the chunks (:meth:`service.push.outbox.OutboxWriter.release_held`)."""
         self.data["messages"] += queued
         self.data["items"]["released"] += released
+
+    def reminded(self, n: int) -> None:
+        """Reminders recorded in a chunk (certificates ending soon: once per firm, code and last day)."""
+        self.data["items"]["reminders"] = self.data["items"].get("reminders", 0) + n
 
     def _bump(self, section: str, key: str, field_name: str, by: int) -> None:
         if by:
@@ -161,7 +166,8 @@ def render_report(run: BatchRun, *, top: int = 10) -> str:
         f"企业：共 {ent.get('stored', 0)}，评分 {ent.get('scored', 0)}，未变跳过 {ent.get('skipped', 0)}，"
         f"拒收推送 {ent.get('opted_out', 0)}",
         f"推荐：在套餐中 {items.get('offered', 0)}，新增 {items.get('new', 0)}，重复（已推送过）{items.get('repeated', 0)}，"
-        f"因每周上限暂缓 {items.get('held', 0)}，释放暂缓 {items.get('released', 0)}；可能符合 {items.get('possible', 0)}",
+        f"因每周上限暂缓 {items.get('held', 0)}，释放暂缓 {items.get('released', 0)}；可能符合 {items.get('possible', 0)}"
+        + (f"；资质到期提醒 {items['reminders']}" if items.get("reminders") else ""),
         f"消息：{d.get('messages', 0)} 条（每家企业每次最多一条）",
         *quarantine_lines(run),
     ]

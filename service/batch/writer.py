@@ -1,5 +1,6 @@
 """Writing a scored chunk, in one transaction: the diff against the last snapshot (what is new), the push
-items and messages (through :mod:`service.push.outbox`: keys, weekly cap, opt-out), the new snapshot,
+items (new offers, and reminders of certificates ending soon) and messages (through
+:mod:`service.push.outbox`: keys, weekly cap, opt-out), the new snapshot,
 the firms' cursors and the run report. A run killed at any point leaves only whole chunks behind."""
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from service.db.bulk import IN_LIST, bulk_insert, table_of
 from service.db.tables import BatchCursor, BatchRun, MatchSnapshot
 from service.push.message import Composer
 from service.push.outbox import OutboxWriter
+from service.push.reminders import is_reminder, reminder_items
 from service.settings import Settings
 
 _LAST_DAY = float((dt.date.max - EPOCH).days)
@@ -48,10 +50,13 @@ class ChunkWriter:
             new = self._new_items(offered, self._previous(conn, usccs))
             opted = set(meta.loc[meta["opted_out"].astype(bool), "uscc"].astype(str))
             names = dict(zip(meta["uscc"], meta["name"], strict=True))
-            inserted, queued, held, released = self.outbox.queue_chunk(conn, usccs, new, opted, names)
+            inserted, queued, held, released = self.outbox.queue_chunk(conn, usccs, new, opted, names,
+                                                                       reminder_items(meta))
             self._replace_snapshot(conn, usccs, offered)
             self._save_cursor(conn, meta)
-            self.report.account(meta, results, offered, inserted, opted, queued, held, released)
+            reminded = is_reminder(inserted["policy_id"])
+            self.report.account(meta, results, offered, inserted[~reminded], opted, queued, held, released)
+            self.report.reminded(int(reminded.sum()))
             self.report.add_timings({"write": time.perf_counter() - t0})
             self._save_report(conn)
 

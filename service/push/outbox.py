@@ -8,6 +8,8 @@ chunk's transaction and sent by :mod:`service.push.delivery`.
 - The weekly cap (``push_weekly_cap`` messages per firm in seven days): a firm at the cap gets no message;
   its new items are recorded without one (held) and go out with a later message, once the cap allows.
 - Opt-out: a firm that refused pushes gets no items and no messages.
+- Reminders (a certificate ending soon) are items keyed ``<uscc>:reminder:<code>:<YYYYMMDD>``: once per firm,
+  qualification and last valid day, under the same cap and opt-out, in the firm's message of the run.
 """
 
 from __future__ import annotations
@@ -57,12 +59,16 @@ class OutboxWriter:
     weekly_cap: int
 
     def queue_chunk(self, conn: Connection, usccs: Sequence[str], new: pd.DataFrame, opted: set[str],
-                    names: dict[str, str]) -> tuple[pd.DataFrame, int, int, int]:
-        """Record the chunk's new offers (columns uscc, policy_id, policy_version, score) of firms that did
-        not opt out, and queue one message per firm. An item whose key exists already is not news again.
-        Returns (items recorded, messages queued, items held by the cap, held items released)."""
+                    names: dict[str, str], reminders: pd.DataFrame | None = None
+                    ) -> tuple[pd.DataFrame, int, int, int]:
+        """Record the chunk's new offers (columns uscc, policy_id, policy_version, score) and reminders
+        (:func:`service.push.reminders.reminder_items`) of firms that did not opt out, and queue one message
+        per firm. An item whose key exists already is not news again. Returns (items recorded, messages
+        queued, items held by the cap, held items released)."""
         lo, hi = min(usccs), max(usccs)
         t = table_of(PushItem)
+        if reminders is not None and not reminders.empty:
+            new = pd.concat([new[["uscc", "policy_id", "policy_version", "score"]], reminders], ignore_index=True)
         pushable = new[~new["uscc"].isin(opted)]
         pushable = pushable.assign(idempotency_key=item_keys(pushable).to_numpy())
         existing = set(conn.execute(sa.select(t.c.idempotency_key).where(t.c.uscc >= lo, t.c.uscc <= hi)).scalars())
