@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from matching import freshness, offering
 from matching import gaps as gap_table
-from matching import offering
 from matching.embeddings import Embedder
 from matching.ranking import (
     RankingConfig,
@@ -107,16 +107,20 @@ def question_for_firm(field: str) -> str:
     return _plain_question(field, "贵企业")
 
 
-def ask_questions(possible: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+def ask_questions(possible: Sequence[dict[str, Any]],
+                  stale: Mapping[str, Mapping[str, Any]] | None = None) -> list[dict[str, Any]]:
     """The questions that settle the possibly-eligible policies: each profile field asked once, those that
-    settle the most policies first; rare situations (the ``flags`` question: 破产, 涉案 …) always last."""
+    settle the most policies first; rare situations (the ``flags`` question: 破产, 涉案 …) always last. A field
+    unknown because its last value is too old (``stale``) is asked as 请核实… with that value, source and date."""
     groups: dict[str, dict[str, Any]] = {}
     for entry in possible:
         for name in entry["missing"]:
             key = QUESTION_FIELD.get(name, name)
-            group = groups.setdefault(key, {
-                "field": key, "label": QUESTION_LABELS.get(key, FIELDS[key].label), "ask_staff": question_for(key),
-                "ask_firm": question_for_firm(key), "settles": []})
+            if key not in groups:
+                staff, firm = freshness.recheck_question(key, stale or {}, question_for(key), question_for_firm(key))
+                groups[key] = {"field": key, "label": QUESTION_LABELS.get(key, FIELDS[key].label),
+                               "ask_staff": staff, "ask_firm": firm, "settles": []}
+            group = groups[key]
             if entry["policy_id"] not in group["settles"]:
                 group["settles"].append(entry["policy_id"])
     order = list(FIELDS)
@@ -203,7 +207,7 @@ class Matcher:
                 traces = [trace_rule(c, result.cache, 0, record) for c in comp.clauses]
                 missing = list(dict.fromkeys(f for t in traces for f in t.unknown_fields()))
                 possible.append({**_source(policy), "missing": missing, "title": policy.title,
-                                 "questions": [question_for(f) for f in missing],
+                                 "questions": [self._question(f, portrait.stale) for f in missing],
                                  "benefit": benefit_of(policy).description, **_strength(policy),
                                  **review_fields(policy, as_of)})
             elif result.near_miss[i, 0]:
@@ -225,11 +229,20 @@ class Matcher:
             "possibly_eligible": possible,
             "near_misses": near[: gap_table.table().limit],
             "available_on_request": on_request,
-            "questions": ask_questions(possible),
+            "questions": ask_questions(possible, portrait.stale),
             "summary": _summary(package),
             "catalog_version": self.catalog.version,
             "model_id": self.model_id,
+            "reminders": freshness.reminders(portrait.expiring),
+            "stale": freshness.stale_fields(portrait.stale),
         })
+
+    @staticmethod
+    def _question(name: str, stale: Mapping[str, Mapping[str, Any]]) -> str:
+        """A possibly-eligible entry's question about ``name``: 请核实… when what settles it is too old."""
+        key = QUESTION_FIELD.get(name, name)
+        plain = question_for(name)
+        return freshness.recheck_question(key, stale, plain, plain)[0]
 
     def words(self, needs: str | None, query: str | None) -> Words:
         """What the firm's own words are about, on the calibrated score search uses: absolute, so words about
