@@ -31,28 +31,33 @@ def parse_profile_json(data: Any, field_prefix: str = "", *, as_of: dt.date | No
         raise AppError(ErrorCode.INVALID_PROFILE, str(exc), f"{field_prefix}{exc.field}") from None
 
 
+Provenance = dict[str, Any] | None  # a stored firm's {field: {source, as_of}} (None: a profile of unknown origin)
+
+
 def match_profile(state: ServiceState, session: Session, profile_data: Any, *, query: str | None,
-                  top: int | None, as_of: dt.date) -> MatchResult:
-    """The package for a profile given as JSON (validated here)."""
+                  top: int | None, as_of: dt.date, provenance: Provenance = None) -> MatchResult:
+    """The package for a profile given as JSON (validated here). With the stored firm's ``provenance``, a
+    value older than its field's maximum age counts as unknown on ``as_of`` (asked again: 请核实…)."""
     profile = parse_profile_json(profile_data, "profile.")
-    return state.matcher(session).match(derive(profile, as_of), query=query, top=top)
+    return state.matcher(session).match(derive(profile, as_of, provenance=provenance), query=query, top=top)
 
 
 ProfileSource = EnterpriseProfile | Callable[[], EnterpriseProfile]
 
 
 def package_json(state: ServiceState, session: Session, content_hash: str, profile: ProfileSource, *,
-                 query: str | None, top: int | None, as_of: dt.date) -> bytes:
+                 query: str | None, top: int | None, as_of: dt.date, provenance: Provenance = None) -> bytes:
     """The package as JSON, computed once per (content, catalog revision, date, query, cut) per worker.
 
     ``profile`` is a validated :class:`EnterpriseProfile` or a callable that gives one (parsed only
-    when the answer is not cached yet).
+    when the answer is not cached yet). ``provenance`` is the stored firm's (see :func:`match_profile`); the
+    firm's content hash covers the dates that make a value age, so the cache key needs nothing more.
     """
     revision, matcher = state.current(session)
     query = query.strip() if query else None
 
     def compute() -> bytes:
-        portrait = derive(profile() if callable(profile) else profile, as_of)
+        portrait = derive(profile() if callable(profile) else profile, as_of, provenance=provenance)
         return matcher.match(portrait, query=query or None, top=top).model_dump_json().encode()
 
     return state.package((content_hash, revision, matcher.model_id, as_of, query, top), compute)
