@@ -86,7 +86,8 @@ def count_candidates(conn: Connection, catalog_key: str, as_of: dt.date) -> tupl
 
 
 def iter_candidates(engine: Engine, catalog_key: str, as_of: dt.date, chunk: int) -> Iterator[pd.DataFrame]:
-    """Chunks of (uscc, name, region, content_hash, opted_out, profile JSON text), in USCC order.
+    """Chunks of (uscc, name, region, content_hash, opted_out, profile JSON text, provenance JSON text or
+    None), in USCC order.
 
     Keyset pagination from a fresh transaction per chunk: the cursor rows written for the chunk before
     do not disturb the next read, and memory stays bounded by ``chunk``.
@@ -95,12 +96,14 @@ def iter_candidates(engine: Engine, catalog_key: str, as_of: dt.date, chunk: int
     joined, stale = candidates_query(catalog_key, as_of)
     after = ""
     while True:
-        stmt = (sa.select(e.uscc, e.name, e.region, e.content_hash, e.opted_out, sa.cast(e.profile, sa.Text))
+        stmt = (sa.select(e.uscc, e.name, e.region, e.content_hash, e.opted_out, sa.cast(e.profile, sa.Text),
+                          sa.cast(e.provenance, sa.Text))
                 .select_from(joined).where(stale, e.uscc > after).order_by(e.uscc).limit(chunk))
         with engine.connect() as conn:
             rows = conn.execute(stmt).all()
         if not rows:
             return
-        frame = pd.DataFrame(rows, columns=["uscc", "name", "region", "content_hash", "opted_out", "profile"])
+        frame = pd.DataFrame(rows, columns=["uscc", "name", "region", "content_hash", "opted_out", "profile",
+                                            "provenance"])
         after = str(frame["uscc"].iloc[-1])
         yield frame

@@ -31,6 +31,7 @@ from matching.batch import (
     score_batch,
     text_signals,
 )
+from matching.freshness import seen_rows
 from matching.package import Matcher
 from profiles.columns import encode_profiles
 from profiles.model import ProfileError, parse_profile
@@ -153,6 +154,7 @@ def encode_chunk(raw: pd.DataFrame, prep: Prepared,
     for b in bad:
         log.warning("quarantined %s: %s", b["uscc"], b["reason"])
     good = raw[[r is None for r in problems]].reset_index(drop=True) if bad else raw
+    good, unseen = as_seen_on(good, as_of)
 
     def encode(rows: pd.DataFrame) -> pd.DataFrame:
         frame = encode_profiles(rows["profile"])
@@ -160,6 +162,7 @@ def encode_chunk(raw: pd.DataFrame, prep: Prepared,
         return frame
 
     encoded, failed = isolate(good, encode, "画像编码") if len(good) else (None, [])
+    failed = unseen + failed
     if failed:  # the usual cause: a JSON type the model coerced ("1.5" as a number); name the field then
         texts = dict(zip(good["uscc"].tolist(), good["profile"].tolist(), strict=True))
         for item in failed:
@@ -170,9 +173,34 @@ def encode_chunk(raw: pd.DataFrame, prep: Prepared,
             except (ValueError, TypeError, KeyError, RecursionError):
                 pass
     frame = encoded if encoded is not None else encode(good.iloc[0:0]).assign(text_key=pd.Series(dtype=object))
-    meta = without(good.drop(columns=["profile"]), failed).copy()
-    meta["recheck"] = recheck_days(frame["established_on"].to_numpy(dtype=np.float64), as_of, prep.thresholds)
+    meta = without(good.drop(columns=["profile", "provenance", "next_change"]), failed).copy()
+    ages = recheck_days(frame["established_on"].to_numpy(dtype=np.float64), as_of, prep.thresholds)
+    # the earlier of an age threshold and the day the seen profile changes (a value turns stale, a
+    # certificate starts or ends, a reminder window opens)
+    changes = without(good, failed)["next_change"].to_numpy(dtype=np.float64)
+    meta["recheck"] = np.fmin(ages, changes)
     return frame, meta, bad + failed
+
+
+def as_seen_on(rows: pd.DataFrame, as_of: dt.date) -> tuple[pd.DataFrame, Quarantined]:
+    """The rows' profiles as matching sees them on ``as_of`` (:func:`matching.freshness.seen_rows`: stale
+    values removed, qualifications valid that day), with ``next_change`` (days since 1970, NaN: none) and
+    ``reminders`` (JSON text of the certificates ending within the window); a row that cannot be read so is
+    quarantined like any other."""
+
+    def see(part: pd.DataFrame) -> pd.DataFrame:
+        seen = seen_rows(part["profile"].tolist(), part["provenance"].tolist(), as_of)
+        return part.assign(profile=seen.documents, next_change=seen.next_change,
+                           reminders=[json.dumps(e, ensure_ascii=False) if e else "" for e in seen.expiring])
+
+    if "provenance" not in rows.columns:  # (rows read without it: profiles of unknown origin)
+        rows = rows.assign(provenance=None)
+    if rows.empty:
+        return rows.assign(next_change=pd.Series(dtype=np.float64), reminders=pd.Series(dtype=object)), []
+    seen, failed = isolate(rows, see, "画像时效判断")
+    if seen is None:
+        return see(rows.iloc[0:0]), failed
+    return seen, failed
 
 
 # ---- scoring workers ------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from matching.freshness import reminder, seen_rows
 from matching.package import benefit_of, estimate_value, leaf_facts, review_fields, value_fields
 from matching.rules import LeafCache, trace_rule
 from policies.rules import fields_of
@@ -24,6 +25,7 @@ from policies.schema import STRENGTHS, Policy
 from profiles.columns import ProfileBatch, encode_profiles
 from service.db.bulk import IN_LIST, table_of
 from service.db.tables import Enterprise
+from service.push.reminders import reminder_of
 from service.settings import Settings
 
 log = logging.getLogger("policyfit.push")
@@ -58,15 +60,18 @@ def firm_records(conn: Connection, usccs: list[str], as_of: dt.date) -> dict[str
     values. Column-wise encoding; a profile that cannot be encoded is left out (its items then say why
     without values)."""
     e = table_of(Enterprise).c
-    rows: list[tuple[str, str]] = []
+    rows: list[tuple[str, str, str | None]] = []
     for i in range(0, len(usccs), IN_LIST):
-        rows += [(str(u), p) for u, p in conn.execute(sa.select(e.uscc, sa.cast(e.profile, sa.Text))
-                                                        .where(e.uscc.in_(usccs[i:i + IN_LIST]))).all()]
+        rows += [(str(u), p, v) for u, p, v in conn.execute(
+            sa.select(e.uscc, sa.cast(e.profile, sa.Text), sa.cast(e.provenance, sa.Text))
+            .where(e.uscc.in_(usccs[i:i + IN_LIST]))).all()]
 
-    def encode(part: list[tuple[str, str]]) -> dict[str, Firm]:
-        batch = ProfileBatch.from_frame(encode_profiles([p for _, p in part])).with_derived(as_of)
+    def encode(part: list[tuple[str, str, str | None]]) -> dict[str, Firm]:
+        # as matching saw them on the day: a stale value or an expired certificate is never quoted
+        seen = seen_rows([p for _, p, _ in part], [v for _, _, v in part], as_of)
+        batch = ProfileBatch.from_frame(encode_profiles(seen.documents)).with_derived(as_of)
         cache = LeafCache(batch)
-        return {u: Firm(batch.record(j), cache, j) for j, (u, _) in enumerate(part)}
+        return {u: Firm(batch.record(j), cache, j) for j, (u, _, _) in enumerate(part)}
 
     try:
         return encode(rows) if rows else {}
@@ -165,6 +170,10 @@ class Composer:
                 if current is not None:
                     yield current, entries
                 current, entries = str(uscc), []
+            found = reminder_of(str(pid), int(version))
+            if found is not None:
+                entries.append({"idempotency_key": key, **self.reminder_text(*found)})
+                continue
             entry: dict[str, Any] = {"idempotency_key": key, "policy_id": pid, "policy_version": int(version),
                                      "score": round(float(score), 6)}
             entry.update(self._policy_text(pid))
@@ -186,7 +195,16 @@ class Composer:
             self._texts[policy_id] = hit
         return hit
 
+    def reminder_text(self, code: str, valid_to: dt.date) -> dict[str, Any]:
+        """A reminder entry: kind, code, label, valid_to, days_left (on this run's day), message and line."""
+        item = reminder(code, valid_to, (valid_to - self.as_of).days)
+        return {**item, "line": item["message"] + "。"}
+
     def payload(self, uscc: str, name: str | None, entries: list[dict[str, Any]]) -> dict[str, Any]:
+        """The message: its policy items (``items``) and, apart, its reminders (``reminders``: certificates
+        ending soon), with where the firm reads its whole package."""
+        items = [e for e in entries if "kind" not in e]
+        reminders = [e for e in entries if "kind" in e]
         return {"type": "policy_package", "uscc": uscc, "name": name, "run_id": self.run_id,
-                "as_of": self.as_of.isoformat(), "catalog_version": self.catalog_version, "items": entries,
-                **package_link(self.settings, uscc)}
+                "as_of": self.as_of.isoformat(), "catalog_version": self.catalog_version, "items": items,
+                "reminders": reminders, **package_link(self.settings, uscc)}
