@@ -35,19 +35,18 @@ def docs_of(session: Session, *, uscc: str) -> dict[str, dict[str, Any]]:
 
 
 def put_source_doc(session: Session, *, uscc: str, source: str, doc: dict[str, Any],
-                   row: EnterpriseSource | None = None) -> bool:
-    """Store ``source``'s statement about ``uscc`` (``row``: the stored one, if the caller has it loaded);
-    returns whether anything changed. An identical statement writes nothing."""
+                   stored: EnterpriseSource | None) -> bool:
+    """Store ``source``'s statement about ``uscc``; ``stored`` is the row the caller read with
+    :func:`source_docs` (None: there is none — no query here, so a chunk of rows costs one read and one flush).
+    Returns whether anything changed: an identical statement writes nothing."""
     digest = canonical_hash(doc)
-    if row is None:
-        row = session.get(EnterpriseSource, (uscc, source))
-    if row is not None and row.content_hash == digest:
+    if stored is not None and stored.content_hash == digest:
         return False
-    if row is None:
+    if stored is None:
         session.add(EnterpriseSource(uscc=uscc, source=source, doc=doc, content_hash=digest, updated_at=utcnow()))
     else:
-        row.doc, row.content_hash, row.updated_at = doc, digest, utcnow()
-        session.add(row)
+        stored.doc, stored.content_hash, stored.updated_at = doc, digest, utcnow()
+        session.add(stored)
     return True
 
 
