@@ -15,15 +15,18 @@ from typing import Any
 from sqlmodel import Session
 
 from profiles.features import derive
-from profiles.model import parse_profile
+from profiles.merge import provenance_on
+from profiles.model import ProfileError, parse_profile
+from profiles.sources import HOTLINE, SELF, source_label
 from profiles.uscc import UsccError, normalize_uscc
 from service.app.errors import AppError, ErrorCode, not_found
 from service.app.packages import package_json, parse_profile_json
+from service.app.statements import Statement, record
 from service.bootstrap import ServiceState
 from service.db.tables import Enterprise, PolicyVersion
 from service.store import audit as audit_store
 from service.store.catalog import policy_versions
-from service.store.enterprises import get_enterprise, search_enterprises, upsert_enterprise
+from service.store.enterprises import get_enterprise, search_enterprises
 from service.store.principals import Principal
 
 
@@ -70,36 +73,63 @@ def enterprise_for(session: Session, access: Access, raw_uscc: str) -> Enterpris
     return row
 
 
+def provenance_view(row: Enterprise, today: dt.date) -> dict[str, dict[str, Any]]:
+    """Per field of the stored profile: which source gave the value, observed when, and whether it is stale
+    today (older than its field's maximum age: it counts as unknown). A profile stored before any feed has no
+    provenance of its own: it is the firm's statement dated the day it was saved, and nothing in it ages."""
+    if row.provenance is None:
+        day = row.updated_at.date().isoformat()
+        return {name: {"source": SELF, "source_label": source_label(SELF), "as_of": day, "stale": False}
+                for name in row.profile if name != "uscc"}
+    return provenance_on(row.provenance, today)
+
+
 def enterprise_view(row: Enterprise, changed: bool | None = None) -> dict[str, Any]:
-    """A stored enterprise as the API shows it: the stated profile and what is derived from it today."""
-    portrait = derive(parse_profile(row.profile), dt.date.today())
+    """A stored enterprise as the API shows it: the stated (merged) profile, what is derived from it today,
+    where each value comes from (``provenance``) and what the sources disagree about (``conflicts``)."""
+    today = dt.date.today()
+    portrait = derive(parse_profile(row.profile), today, provenance=row.provenance)
     derived = {k: v for k, v in portrait.to_json().items() if k not in row.profile}
     return {"uscc": row.uscc, "name": row.name, "profile": row.profile, "derived": derived,
+            "provenance": provenance_view(row, today), "conflicts": list(row.conflicts or []),
             "updated_at": row.updated_at.isoformat(), "changed": changed}
 
 
+def statement_source(principal: Principal) -> str:
+    """Who states a profile through the API or the console: the firm itself (its token) or, for staff and
+    admins, a hotline operator recording what the firm said on a call."""
+    return SELF if principal.role == "enterprise" else HOTLINE
+
+
 def save_enterprise(session: Session, access: Access, raw_uscc: str, data: Any) -> dict[str, Any]:
-    """Validate ``data`` as the profile of ``raw_uscc`` and store it (created or updated, audited, committed)."""
+    """Validate ``data`` as the profile of ``raw_uscc`` and record it as the whole statement of its source
+    (:func:`statement_source`), merged with what the departments say (created or updated, audited, committed)."""
     code = uscc_of(raw_uscc)
     principal = access.principal
     if principal.role == "enterprise" and principal.uscc != code:
         raise not_found("未找到该企业")
-    profile = parse_profile_json(data, as_of=dt.date.today())
+    today = dt.date.today()
+    profile = parse_profile_json(data, as_of=today)
     if profile.uscc != code:
         raise AppError(ErrorCode.USCC_MISMATCH, f"路径中的统一社会信用代码{code}与画像中的{profile.uscc}不一致", "uscc")
-    row, changed = upsert_enterprise(session, profile=profile)
+    values = {k: v for k, v in profile.stated().items() if k != "uscc"}
+    [done] = record(session, [Statement(code, statement_source(principal), today, values, whole=True)])
+    if isinstance(done, ProfileError):
+        raise AppError(ErrorCode.INVALID_PROFILE, str(done), done.field)
+    assert done.row is not None  # a whole statement names the firm
     audit(session, access, [code])
     session.commit()
-    session.refresh(row)
-    return enterprise_view(row, changed)
+    session.refresh(done.row)
+    return enterprise_view(done.row, done.outcome != "unchanged")
 
 
 def enterprise_package(state: ServiceState, session: Session, access: Access, raw_uscc: str, *,
                        query: str | None, top: int | None, as_of: dt.date) -> bytes:
-    """The package of a stored enterprise this principal may see, as JSON (cached by content)."""
+    """The package of a stored enterprise this principal may see, as JSON (cached by content: the hash covers
+    the dates that make a value stale)."""
     row = enterprise_for(session, access, raw_uscc)
     return package_json(state, session, row.content_hash, lambda: parse_profile(row.profile), query=query,
-                        top=top, as_of=as_of)
+                        top=top, as_of=as_of, provenance=row.provenance)
 
 
 def find_enterprises(session: Session, access: Access, *, q: str, limit: int) -> list[dict[str, Any]]:

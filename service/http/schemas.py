@@ -36,8 +36,21 @@ def _inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
     return inlined
 
 
-PROFILE_SCHEMA = {**EnterpriseProfile.model_json_schema(), "title": "EnterpriseProfile",
-                  "description": "EnterpriseProfile v1（SPEC §2.1）；缺少的字段视为未知"}
+def _profile_schema() -> dict[str, Any]:
+    """EnterpriseProfile's schema, inlined; a ``qualifications`` item is a plain code or a dated certificate
+    (``anyOf``, each branch titled, so that client generators name both)."""
+    schema = _inline_refs(EnterpriseProfile.model_json_schema())
+    items = schema["properties"]["qualifications"]["anyOf"][0]["items"]
+    if "oneOf" in items:
+        code, dated = items.pop("oneOf")
+        dated = {k: v for k, v in dated.items() if k != "description"}
+        items["anyOf"] = [{**code, "title": "QualificationCode"},
+                          {**dated, "title": "DatedQualification",
+                           "description": "带证书有效期的资质：valid_to 为最后有效日；任一日期可缺省"}]
+    return {**schema, "title": "EnterpriseProfile", "description": "EnterpriseProfile v1（SPEC §2.1）；缺少的字段视为未知"}
+
+
+PROFILE_SCHEMA = _profile_schema()
 
 
 def _policy_schema(*, id_required: bool) -> dict[str, Any]:
@@ -97,11 +110,26 @@ class MatchRequest(BaseModel):
     as_of: dt.date | None = None
 
 
+class FieldProvenance(BaseModel):
+    """Where one value of the stored profile comes from."""
+
+    source: str = Field(description="数据来源：registration（市场监管）、tax（税务）、social_insurance（人社）、"
+                                    "science（科技）、industry（工信）、self（企业自报）、hotline（热线坐席）")
+    source_label: str | None = Field(None, description="来源的中文名称（市场监管、税务 …）")
+    as_of: str | None = Field(description="该来源记录这个值的数据日期 YYYY-MM-DD")
+    stale: bool = Field(description="今天是否已超过该字段的最长有效期（过期的值按未知处理，政策会请核实）")
+
+
 class EnterpriseOut(Open):
     uscc: str
     name: str
     profile: dict[str, Any]
     derived: dict[str, Any]
+    provenance: dict[str, FieldProvenance] = Field(
+        default_factory=dict, description="每个字段的来源与数据日期（键为字段名；资质按代码另有 qualifications.<code>）")
+    conflicts: list[dict[str, Any]] = Field(
+        default_factory=list, description="各来源不一致且未被自动采信的字段：field、label、chosen（采用的来源、日期、值）、"
+                                          "others（其他来源的说法）、message（中文说明，如“…以税务为准，请核实”）")
     updated_at: str
     changed: bool | None = None
 

@@ -46,14 +46,19 @@ def match(body: MatchRequest, state: StateDep, session: SessionDep, principal: P
 
 
 @router.put("/enterprises/{uscc}", response_model=EnterpriseOut, tags=["enterprises"], operation_id="putEnterprise",
-            summary="保存或更新企业画像")
+            summary="保存或更新企业画像",
+            description="请求体是一份完整的画像陈述：企业令牌记为企业自报（self），坐席或管理员令牌记为热线坐席（hotline），"
+                        "替换该来源此前的陈述，再与各部门的数据合并；自报与坐席记录只补缺，不覆盖部门的权威数据，"
+                        "不一致处记入 conflicts。返回合并后的画像。")
 def put_enterprise(uscc: str, body: ProfileBody, request: Request, session: SessionDep,
                    principal: SignedIn) -> dict[str, Any]:
     return enterprises.save_enterprise(session, access_of(request, principal), uscc, body)
 
 
 @router.get("/enterprises/{uscc}", response_model=EnterpriseOut, tags=["enterprises"], operation_id="getEnterprise",
-            summary="查看企业画像")
+            summary="查看企业画像",
+            description="合并后的画像（profile）、今天由它推出的信息（derived）、每个字段的来源与数据日期及是否已过期"
+                        "（provenance: {字段: {source, source_label, as_of, stale}}），以及各来源的分歧（conflicts）。")
 def get_enterprise(uscc: str, request: Request, session: SessionDep, principal: SignedIn) -> dict[str, Any]:
     return enterprises.enterprise_view(enterprises.enterprise_for(session, access_of(request, principal), uscc))
 
