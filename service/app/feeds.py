@@ -132,10 +132,12 @@ class _Reading:
         return value
 
     def cell(self, name: str, text: str) -> Any:
+        """A CSV cell: a certificate date as given, anything else as the importer reads it, in this source's
+        wording (a category's text is mapped before, a list's items after splitting)."""
         if name in DATE_COLUMNS:
             return text
-        if name in LIST_FIELDS or (name in FIELDS and FIELDS[name].kind is Kind.CATEGORY):
-            text = text if name in LIST_FIELDS else self.source.value_of(name, text)
+        if name in FIELDS and FIELDS[name].kind is Kind.CATEGORY:
+            text = self.source.value_of(name, text)
         return self.value(name, cell_value(name, text))
 
     def row(self, data: Any, *, json_types: bool, today: dt.date) -> FeedRow:

@@ -134,8 +134,9 @@ def _record_one(session: Session, statement: Statement, stored: dict[str, Enterp
             profile = None  # facts about a firm not registered here yet: kept, waiting for its name
         else:
             raise ProfileError(exc.field, f"与其他来源合并后的画像无效：{exc}", exc.errors) from None
-    # from here on nothing can refuse the statement: write the documents, then the merged row
-    if legacy and row is not None:
+    # from here on nothing can refuse the statement: write the documents, then the merged row (a legacy
+    # profile is kept as the firm's own statement, unless this statement is the firm's and replaces it)
+    if legacy and statement.source != SELF:
         put_source_doc(session, uscc=statement.uscc, source=SELF, doc=docs[SELF], stored=None)
     changed = put_source_doc(session, uscc=statement.uscc, source=statement.source, doc=doc,
                              stored=stored.get(statement.source))

@@ -369,3 +369,14 @@ def test_restating_a_legacy_profile_changes_nothing(state: ServiceState, tmp_pat
     after = rows_of(state.engine, [code])[code]
     assert (after.updated_at, after.content_hash, after.provenance) == (before.updated_at, before.content_hash, None)
     assert not docs_of(state.engine, code)
+
+
+def test_the_firm_changing_its_legacy_profile(state: ServiceState, tmp_path: Path) -> None:
+    """The firm's own new statement replaces the legacy profile as its statement (one self document)."""
+    code, profile = legacy_firm(state.engine, 2)
+    path = tmp_path / "changed.jsonl"
+    path.write_text(json.dumps(profile | {"employees": 3}, ensure_ascii=False) + "\n", encoding="utf-8")
+    assert import_file(state.engine, path, as_of=DAY).updated == 1
+    row = rows_of(state.engine, [code])[code]
+    assert row.profile["employees"] == 3 and row.provenance["employees"] == {"source": "self", "as_of": DAY.isoformat()}
+    assert set(docs_of(state.engine, code)) == {"self"}
