@@ -38,6 +38,8 @@ from service.app.importer import (
 )
 from service.app.statements import Recorded, Statement, record
 
+#: A field's Chinese label → the field (统一社会信用代码 → uscc).
+_LABELS = {FIELDS[name].label: name for name in PROFILE_FIELDS}
 #: The name a row without one is validated under (a feed row need not name its firm); never stored.
 _NO_NAME = "（待补充登记信息）"
 
@@ -87,13 +89,21 @@ class _Reading:
         self.source = source
 
     def key(self, raw: str) -> str | None:
-        """A header (or JSONL key) → field; None for a column the mapping ignores; ProfileError if unknown."""
+        """A header (or JSONL key) → field; None for a column the mapping ignores; ProfileError if unknown.
+        Besides the source's own headers and the field names, a field's own Chinese label is understood
+        (统一社会信用代码, 从业人员, 营业收入（万元）): the firm's and the hotline's files have no department wording."""
         name = self.source.field_of(raw)
         if name is not None:
             return name
         if self.source.ignores(raw):
             return None
-        known = "、".join(h for h, f in self.source.columns.items() if f is not None) or "字段英文名"
+        text = raw.strip().lstrip("\ufeff").replace("(", "（").replace(")", "）")
+        label, _, unit = text.partition("（")
+        name = _LABELS.get(text) or _LABELS.get(label.strip())
+        if name is not None and (text in _LABELS or unit.rstrip("）").strip() == FIELDS[name].unit):
+            return name
+        own = "、".join(h for h, f in self.source.columns.items() if f is not None)
+        known = f"{own}，以及各字段的英文名和中文名" if own else "各字段的英文名和中文名（如 uscc、统一社会信用代码、从业人员）"
         raise ProfileError(str(raw), f"“{raw}”不是{self.source.label}数据的已知列（可用的列：{known}）")
 
     def header(self, header: list[str]) -> list[str | None]:

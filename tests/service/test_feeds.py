@@ -380,3 +380,26 @@ def test_the_firm_changing_its_legacy_profile(state: ServiceState, tmp_path: Pat
     row = rows_of(state.engine, [code])[code]
     assert row.profile["employees"] == 3 and row.provenance["employees"] == {"source": "self", "as_of": DAY.isoformat()}
     assert set(docs_of(state.engine, code)) == {"self"}
+
+
+def test_inside_a_rank_the_newer_department_wins(state: ServiceState, tmp_path: Path) -> None:
+    """R&D expense: the tax bureau and science are one rank — the newer observation is the value, the other
+    a conflict; the firm's own figure never overrides either."""
+    [code] = usccs(1)
+    register(state.engine, tmp_path, [code], day=dt.date(2025, 1, 1))
+
+    def rd(source: str, header: str, amount: int, day: dt.date) -> None:
+        path = write_csv(tmp_path / f"{source}-{uuid.uuid4().hex[:6]}.csv", [f"统一社会信用代码,{header}", f"{code},{amount}"])
+        assert import_feed(state.engine, path, source=source, as_of=day).rejected == 0
+
+    rd("tax", "研发费用", 150, dt.date(2026, 4, 1))
+    rd("science", "研发投入", 158, dt.date(2026, 5, 1))
+    rd("self", "rd_expense_wan", 300, dt.date(2026, 6, 1))
+    row = rows_of(state.engine, [code])[code]
+    assert row.profile["rd_expense_wan"] == 158.0
+    assert row.provenance["rd_expense_wan"] == {"source": "science", "as_of": "2026-05-01"}
+    [conflict] = [c for c in row.conflicts or [] if c["field"] == "rd_expense_wan"]
+    assert {o["source"] for o in conflict["others"]} == {"tax", "self"}
+    rd("tax", "研发费用", 150, dt.date(2026, 6, 15))  # the tax bureau confirms its figure later: now the newer one
+    row = rows_of(state.engine, [code])[code]
+    assert row.profile["rd_expense_wan"] == 150.0 and row.provenance["rd_expense_wan"]["source"] == "tax"

@@ -137,7 +137,9 @@ def test_dated_qualification_through_feed_api_and_package(client: TestClient, st
     [reminder] = [r for r in package["reminders"] if r["code"] == "high_tech"]
     assert reminder["valid_to"] == ends.isoformat() and reminder["days_left"] == 30
     assert "高新技术企业" in reminder["message"] and "到期" in reminder["message"]
-    # the day after valid_to the certificate no longer counts: no reminder, and it is not held
+    # on valid_to it still counts (its last day); the day after it no longer does: no reminder, not held
+    last = client.get(f"/v1/enterprises/{uscc}/package", params={"as_of": ends.isoformat()}, headers=bearer(token))
+    assert [r["days_left"] for r in last.json()["reminders"] if r["code"] == "high_tech"] == [0]
     later = client.get(f"/v1/enterprises/{uscc}/package", params={"as_of": (ends + dt.timedelta(days=1)).isoformat()},
                        headers=bearer(token)).json()
     assert not [r for r in later["reminders"] if r["code"] == "high_tech"]
