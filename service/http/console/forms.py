@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import math
 import unicodedata
+from collections.abc import Mapping
 from typing import Any
 
 from matching.results import MatchResult
@@ -166,12 +167,37 @@ def _comparable(profile: EnterpriseProfile) -> dict[str, Any]:
     return profile.model_dump(mode="json")
 
 
+def _same(name: str, a: Any, b: Any) -> bool:
+    if FIELDS[name].kind is Kind.SET and isinstance(a, list) and isinstance(b, list):
+        return sorted(map(str, a)) == sorted(map(str, b))
+    return bool(a == b)
+
+
+def carry_over(stored: Mapping[str, Any], provenance: Mapping[str, Any] | None, shown: EnterpriseProfile,
+               changed: EnterpriseProfile) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The what-if profile and the provenance it is matched with. A field the operator left as the form
+    showed it (``shown``) keeps its stored value — a dated qualification with its dates — and its source and
+    date, so a stale value stays stale until someone states it again; a field the operator changed is their
+    statement of today, which does not age."""
+    before, after = _comparable(shown), _comparable(changed)
+    data = changed.stated()
+    kept = dict(provenance or {})
+    for name in PROFILE_FIELDS:
+        if _same(name, before.get(name), after.get(name)):
+            if name in stored:
+                data[name] = stored[name]
+        else:
+            for key in [k for k in kept if k == name or k.startswith(f"{name}.")]:
+                del kept[key]
+    return data, (kept or None)
+
+
 def whatif_changes(before: EnterpriseProfile, after: EnterpriseProfile, old: MatchResult,
                    new: MatchResult) -> dict[str, Any]:
     """What the operator changed and what it did to the package."""
     a, b = _comparable(before), _comparable(after)
     fields = [{"name": n, "label": FIELDS[n].label, "before": value_text(n, a.get(n)),
-               "after": value_text(n, b.get(n))} for n in PROFILE_FIELDS if a.get(n) != b.get(n)]
+               "after": value_text(n, b.get(n))} for n in PROFILE_FIELDS if not _same(n, a.get(n), b.get(n))]
     old_ids = [e.policy_id for e in old.package]
     new_ids = [e.policy_id for e in new.package]
     old_possible = {e.policy_id for e in old.possibly_eligible}

@@ -23,6 +23,7 @@ from service.app.errors import AppError
 from service.bootstrap import ServiceState
 from service.db.tables import Enterprise
 from service.http.console.forms import (
+    carry_over,
     form_values,
     previous_profile,
     previous_text,
@@ -32,6 +33,7 @@ from service.http.console.forms import (
     whatif_changes,
 )
 from service.http.console.pages import STATIC_DIR, render, words_answer
+from service.http.console.portrait import conflict_rows, field_rows
 from service.http.console.session import (
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
@@ -151,11 +153,22 @@ def _screen_query(value: str, name: str) -> None:
 
 def _enterprise_view(request: Request, state: ServiceState, session: Session, principal: Principal, uscc: str,
                      *, words: str = "") -> tuple[Enterprise, EnterpriseProfile, MatchResult]:
+    """The stored firm (audited), its profile as the form shows it on today's date (qualifications valid
+    today) and its package, with its values' ages (a stale value is unknown and asked again)."""
     with as_page():
         row = enterprises.enterprise_for(session, access_of(request, principal), uscc)  # writes the audit row
-        stored = parse_profile(row.profile)
-        result = packages.match_profile(state, session, row.profile, query=words or None, top=None, as_of=today())
+        stored = parse_profile(row.profile).at(today())
+        result = packages.match_profile(state, session, row.profile, query=words or None, top=None, as_of=today(),
+                                        provenance=row.provenance)
     return row, stored, result
+
+
+def _enterprise_page(request: Request, principal: Principal, row: Enterprise, result: MatchResult,
+                     status: int = 200, **context: Any) -> Response:
+    """The enterprise page: conflicts between sources on top, every field with its source and date."""
+    return _page(request, principal, "enterprise.html", status, row=row, result=result,
+                 fields=field_rows(row.profile, row.provenance, result, today()),
+                 conflicts=conflict_rows(row.conflicts), **context)
 
 
 def _words(value: str) -> str:
@@ -170,11 +183,11 @@ def _words(value: str) -> str:
 def enterprise_page(uscc: str, request: Request, state: StateDep, session: SessionDep,
                     principal: ConsoleStaff, words: str = "", saved: str = "") -> Response:
     words = _words(words)
-    row, _, result = _enterprise_view(request, state, session, principal, uscc, words=words)
+    row, stored, result = _enterprise_view(request, state, session, principal, uscc, words=words)
     notice = {"1": "已保存到企业画像", "0": "内容与已存画像相同，未作修改"}.get(saved)
-    return _page(request, principal, "enterprise.html", row=row, result=result, values=form_values(row.profile),
-                 words=words, notice=notice, errors=[], whatif=None,
-                 words_found=words_answer(state.matcher(session), words))
+    return _enterprise_page(request, principal, row, result, values=form_values(stored.stated()), words=words,
+                            notice=notice, errors=[], whatif=None,
+                            words_found=words_answer(state.matcher(session), words))
 
 
 @router.post("/console/enterprises/{uscc}/whatif")
@@ -186,14 +199,15 @@ def whatif(uscc: str, request: Request, state: StateDep, session: SessionDep, pr
     try:
         changed = profile_from_form(form, uscc=row.uscc)
     except ProfileError as exc:
-        return _page(request, principal, "enterprise.html", 422, row=row, result=current, values=raw_values(form),
-                     words=words, notice=None, errors=exc.errors, whatif=None)
+        return _enterprise_page(request, principal, row, current, 422, values=raw_values(form), words=words,
+                                notice=None, errors=exc.errors, whatif=None)
+    data, provenance = carry_over(row.profile, row.provenance, stored, changed)
     with as_page():
-        result = packages.match_profile(state, session, changed.stated(), query=words or None, top=None,
-                                        as_of=today())
-    return _page(request, principal, "enterprise.html", row=row, result=result, values=raw_values(form),
-                 words=words, notice=None, errors=[], whatif=whatif_changes(stored, changed, current, result),
-                 words_found=words_answer(state.matcher(session), words))
+        result = packages.match_profile(state, session, data, query=words or None, top=None, as_of=today(),
+                                        provenance=provenance)
+    return _enterprise_page(request, principal, row, result, values=raw_values(form), words=words, notice=None,
+                            errors=[], whatif=whatif_changes(stored, changed, current, result),
+                            words_found=words_answer(state.matcher(session), words))
 
 
 @router.post("/console/enterprises/{uscc}/save")
@@ -210,8 +224,8 @@ def save(uscc: str, request: Request, state: StateDep, session: SessionDep, prin
     except ProfileError as exc:
         words = _words((form.get("words") or [""])[0])
         row, _, current = _enterprise_view(request, state, session, principal, code, words=words)
-        return _page(request, principal, "enterprise.html", 422, row=row, result=current, values=raw_values(form),
-                     words=words, notice=None, errors=exc.errors, whatif=None)
+        return _enterprise_page(request, principal, row, current, 422, values=raw_values(form), words=words,
+                                notice=None, errors=exc.errors, whatif=None)
     with as_page():
         out = enterprises.save_enterprise(session, access_of(request, principal), code, profile.stated())
     return RedirectResponse(f"/console/enterprises/{quote(code)}?saved={int(bool(out['changed']))}",
