@@ -19,7 +19,7 @@ from sqlmodel import Session
 
 from profiles.merge import aging_provenance, merge
 from profiles.model import EnterpriseProfile, ProfileError, parse_profile, qualification_code
-from profiles.sources import SELF
+from profiles.sources import OPEN_SOURCES, SELF
 from service.db.tables import Enterprise, EnterpriseSource
 from service.store.enterprises import enterprises_of, write_merged
 from service.store.sources import put_source_doc, source_docs
@@ -118,10 +118,15 @@ def record(session: Session, statements: list[Statement]) -> list[Recorded | Pro
 def _record_one(session: Session, statement: Statement, stored: dict[str, EnterpriseSource],
                 row: Enterprise | None) -> Recorded:
     docs = {source: r.doc for source, r in stored.items()}
-    legacy = row is not None and not docs
-    if legacy and statement.source == SELF and statement.whole and row is not None and row.provenance is None \
-            and statement.values == {k: v for k, v in row.profile.items() if k != "uscc"}:
-        return Recorded("unchanged", row)  # the firm restates its profile stored before any feed
+    # A profile stored before any feed (no documents) is of unknown origin. A whole statement of the firm's
+    # word (its own, or a hotline operator's: the console's form shows that profile and saves it edited)
+    # supersedes it, as a save always did; a department's row keeps it as the firm's own statement.
+    legacy = row is not None and not docs and row.provenance is None
+    if legacy and statement.whole and statement.source in OPEN_SOURCES:
+        legacy = False
+        if statement.source == SELF and row is not None and \
+                statement.values == {k: v for k, v in row.profile.items() if k != "uscc"}:
+            return Recorded("unchanged", row)  # the firm restates that profile: nothing to write
     if legacy and row is not None:
         docs[SELF] = _legacy_doc(row)
     doc = _updated_doc(docs.get(statement.source), statement)
@@ -135,7 +140,7 @@ def _record_one(session: Session, statement: Statement, stored: dict[str, Enterp
         else:
             raise ProfileError(exc.field, f"与其他来源合并后的画像无效：{exc}", exc.errors) from None
     # from here on nothing can refuse the statement: write the documents, then the merged row (a legacy
-    # profile is kept as the firm's own statement, unless this statement is the firm's and replaces it)
+    # profile is kept as the firm's own statement; a statement of the firm itself was built on it)
     if legacy and statement.source != SELF:
         put_source_doc(session, uscc=statement.uscc, source=SELF, doc=docs[SELF], stored=None)
     changed = put_source_doc(session, uscc=statement.uscc, source=statement.source, doc=doc,

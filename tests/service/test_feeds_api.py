@@ -143,3 +143,24 @@ def test_dated_qualification_through_feed_api_and_package(client: TestClient, st
     later = client.get(f"/v1/enterprises/{uscc}/package", params={"as_of": (ends + dt.timedelta(days=1)).isoformat()},
                        headers=bearer(token)).json()
     assert not [r for r in later["reminders"] if r["code"] == "high_tech"]
+
+
+def test_a_whole_statement_supersedes_a_legacy_profile(client: TestClient, state: ServiceState,
+                                                       tokens: Tokens, tmp_path: Path) -> None:
+    """A profile stored before any feed is of unknown origin: the hotline's save of it (edited, a field cleared)
+    replaces it, as a save always did; a department's feed instead keeps it as the firm's own statement."""
+    from profiles.model import parse_profile
+    from service.store.enterprises import upsert_enterprise
+
+    uscc, _ = new_firm(state)
+    profile = sample(0) | {"uscc": uscc, "name": f"存量画像{uscc[-6:]}有限公司"}
+    with Session(state.engine) as session:
+        upsert_enterprise(session, profile=parse_profile(profile))
+        session.commit()
+    edited = {k: v for k, v in profile.items() if k != "tax_credit_grade"}
+    body = client.put(f"/v1/enterprises/{uscc}", json=edited, headers=bearer(tokens.staff)).json()
+    assert "tax_credit_grade" not in body["profile"] and body["conflicts"] == []
+    assert set(sources_of(state, uscc)) == {"hotline"}
+    assert {p["source"] for p in body["provenance"].values()} == {"hotline"}
+    feed(state, tmp_path, "tax", TODAY, "纳税人识别号,纳税信用级别", f"{uscc},B")
+    assert client.get(f"/v1/enterprises/{uscc}", headers=bearer(tokens.staff)).json()["profile"]["tax_credit_grade"] == "B"
