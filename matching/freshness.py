@@ -121,25 +121,70 @@ def _dated(text: str) -> bool:
     return '"valid_' in text
 
 
+@dataclass(frozen=True)
+class _Outcome:
+    """What :func:`profiles.merge.as_seen` decides for a row, apart from the row's values: which fields are too
+    old, the qualifications valid on the day, the reminders, the next day it may change."""
+
+    stale: frozenset[str]
+    qualifications: Any
+    expiring: list[dict[str, Any]]
+    next_change: float
+
+
+def _outcome(data: dict[str, Any], provenance: dict[str, Any] | None, as_of: dt.date) -> _Outcome:
+    # as_seen decides by the fields present, their provenance and the qualifications' dates — never by the
+    # other values — so it is asked once per (provenance, fields present, qualifications) of a chunk
+    stub: dict[str, Any] = dict.fromkeys(data)
+    if "qualifications" in data:
+        stub["qualifications"] = data["qualifications"]
+    seen = as_seen(stub, provenance, as_of)
+    return _Outcome(frozenset(seen.stale), seen.profile.get("qualifications"),
+                    [{**e, "valid_to": _day(e["valid_to"])} for e in seen.expiring],
+                    np.nan if seen.next_change is None else float((seen.next_change - EPOCH).days))
+
+
 def seen_rows(documents: Sequence[Any], provenance: Sequence[Any], as_of: dt.date) -> SeenRows:
     """``documents`` (stored profile JSON text or dicts) with their ``provenance`` (JSON text, dict or None)
-    as matching sees them on ``as_of``. A legacy row — no provenance and no dated qualification — is
-    what it says on every day and is passed through untouched (no parsing: most of a nightly run).
-    Raises ValueError or TypeError on a row it cannot read (the caller isolates it)."""
+    as matching sees them on ``as_of`` — what :func:`profiles.merge.as_seen` makes of each row. A legacy row
+    (no provenance, no dated qualification) is what it says on every day and is passed through untouched;
+    the others are parsed, and as_seen is asked once per distinct (provenance, fields present,
+    qualifications) — a department's feed dates many firms alike. Raises ValueError or TypeError on a row
+    it cannot read (the caller isolates it)."""
     docs: list[str] = []
     changes = np.full(len(documents), np.nan)
     expiring: list[list[dict[str, Any]]] = []
+    parsed: dict[Any, Any] = {}
+    outcomes: dict[tuple[Any, ...], _Outcome] = {}
     for i, (doc, prov) in enumerate(zip(documents, provenance, strict=True)):
         text = doc if isinstance(doc, str) else (doc.decode() if isinstance(doc, bytes) else None)
-        prov_data = json.loads(prov) if isinstance(prov, str | bytes) else prov
-        if text is not None and not prov_data and not _dated(text):
+        if isinstance(prov, str | bytes):
+            if prov not in parsed:
+                parsed[prov] = json.loads(prov) or None
+            prov_key, prov_data = prov, parsed[prov]
+        else:
+            prov_data = prov or None
+            prov_key = json.dumps(prov_data, sort_keys=True, default=str) if prov_data else None
+        if text is not None and prov_data is None and not _dated(text):
             docs.append(text)
             expiring.append([])
             continue
         data = json.loads(text) if text is not None else dict(doc)
-        seen = as_seen(data, prov_data or None, as_of)
-        docs.append(json.dumps(seen.profile, ensure_ascii=False, default=str))
-        expiring.append([{**e, "valid_to": _day(e["valid_to"])} for e in seen.expiring])
-        if seen.next_change is not None:
-            changes[i] = float((seen.next_change - EPOCH).days)
+        if not isinstance(data, dict):
+            raise TypeError(f"a profile is a JSON object, not {type(data).__name__}")
+        quals = data.get("qualifications")
+        key = (prov_key if prov_data else None, frozenset(data),
+               json.dumps(quals, sort_keys=True, default=str) if quals else None)
+        out = outcomes.get(key)
+        if out is None:
+            out = outcomes[key] = _outcome(data, prov_data, as_of)
+        if text is not None and not out.stale and out.qualifications == quals:
+            docs.append(text)  # nothing old, no certificate out of its term: the stored text as it is
+        else:
+            seen = {k: v for k, v in data.items() if k not in out.stale}
+            if "qualifications" in seen:
+                seen["qualifications"] = out.qualifications
+            docs.append(json.dumps(seen, ensure_ascii=False, default=str))
+        expiring.append([dict(e) for e in out.expiring])
+        changes[i] = out.next_change
     return SeenRows(docs, changes, expiring)

@@ -123,3 +123,48 @@ def test_the_json_answer_carries_reminders_and_stale_after_the_existing_keys(mat
     assert keys[9:] == ["reminders", "stale"]
     assert out["reminders"][0]["message"] == "高新技术企业证书将于2026-10-31到期，请及时复审"
     assert out["stale"][0]["field"] == "employees" and out["stale"][0]["as_of"] == "2025-03-01"
+
+
+def test_the_batch_reading_of_stored_rows_is_as_seen_row_by_row() -> None:
+    """matching.freshness.seen_rows (the nightly batch's and the push's reading, which asks as_seen once per
+    distinct provenance, fields and qualifications) gives for every row exactly what as_seen gives."""
+    import json
+    import random
+
+    from matching.freshness import seen_rows
+    from profiles.merge import as_seen
+    from profiles.synth import synthesize
+
+    rnd = random.Random(14)
+    as_of = dt.date(2026, 11, 30)
+    aging = ["employees", "tax_credit_grade", "taxpayer_type", "monthly_sales_wan", "annual_revenue_wan", "name",
+             "flags", "annual_payroll_wan"]
+    sources = {"employees": "social_insurance", "annual_payroll_wan": "social_insurance", "name": "registration",
+               "flags": "registration"}
+    shared = [{f: {"source": sources.get(f, "tax"), "as_of": (as_of - dt.timedelta(days=d)).isoformat()}
+               for f in aging} for d in (30, 200, 500)]
+    docs, provs = [], []
+    for i, record in enumerate(synthesize(600, 15).records()):
+        record = {k: v for k, v in record.items() if v is not None and rnd.random() > 0.1 or k in ("uscc", "name")}
+        if i % 3 == 0:
+            end = as_of + dt.timedelta(days=rnd.randint(-30, 200))
+            record["qualifications"] = [{"code": "high_tech", "valid_from": "2023-11-01", "valid_to": end.isoformat()},
+                                        *(["tech_sme"] if i % 2 else [])]
+        if i % 4 == 0:
+            prov = None
+        elif i % 4 == 1:
+            prov = shared[i % 3]
+        else:
+            prov = {f: {"source": sources.get(f, "tax"),
+                        "as_of": (as_of - dt.timedelta(days=rnd.randint(0, 700))).isoformat()}
+                    for f in rnd.sample(aging, 4)}
+        docs.append(json.dumps(record, ensure_ascii=False))
+        provs.append(None if prov is None else json.dumps(prov))
+    rows = seen_rows(docs, provs, as_of)
+    for doc, prov, got, change, expiring in zip(docs, provs, rows.documents, rows.next_change, rows.expiring,
+                                                strict=True):
+        want = as_seen(json.loads(doc), json.loads(prov) if prov else None, as_of)
+        assert json.loads(got) == want.profile
+        assert expiring == want.expiring
+        expected = None if want.next_change is None else float((want.next_change - dt.date(1970, 1, 1)).days)
+        assert (change != change and expected is None) or change == expected
