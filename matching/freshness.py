@@ -158,6 +158,7 @@ def seen_rows(documents: Sequence[Any], provenance: Sequence[Any], as_of: dt.dat
     outcomes: dict[tuple[Any, ...], _Outcome] = {}
     for i, (doc, prov) in enumerate(zip(documents, provenance, strict=True)):
         text = doc if isinstance(doc, str) else (doc.decode() if isinstance(doc, bytes) else None)
+        prov_key: Any
         if isinstance(prov, str | bytes):
             if prov not in parsed:
                 parsed[prov] = json.loads(prov) or None
