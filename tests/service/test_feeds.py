@@ -403,3 +403,36 @@ def test_inside_a_rank_the_newer_department_wins(state: ServiceState, tmp_path: 
     rd("tax", "研发费用", 150, dt.date(2026, 6, 15))  # the tax bureau confirms its figure later: now the newer one
     row = rows_of(state.engine, [code])[code]
     assert row.profile["rd_expense_wan"] == 150.0 and row.provenance["rd_expense_wan"]["source"] == "tax"
+
+
+def test_the_command_line(state: ServiceState, database_url: str, tmp_path: Path,
+                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """``policyfit enterprises import FILE --source S --as-of D`` exactly as outside checks call it."""
+    from typer.testing import CliRunner
+
+    from service.main import app
+    from service.settings import get_settings
+
+    codes = usccs(2)
+    register(state.engine, tmp_path, codes)
+    path = write_csv(tmp_path / "tax.csv", ["纳税人识别号,纳税信用级别", f"{codes[0]},B级", f"{codes[1]},E"])
+    monkeypatch.setenv("POLICYFIT_DATABASE_URL", database_url)
+    get_settings.cache_clear()
+    try:
+        runner = CliRunner()
+        result = runner.invoke(app, ["enterprises", "import", str(path), "--source", "tax", "--as-of", "2026-04-15"])
+        assert result.exit_code == 1, result.output  # one row was refused
+        assert "来源 税务（tax，数据日期 2026-04-15）：共 2 行：新增 0，更新 1，未变 0，拒绝 1" in result.stdout
+        assert rows_of(state.engine, codes)[codes[0]].provenance["tax_credit_grade"] == {"source": "tax",
+                                                                                         "as_of": "2026-04-15"}
+        good = write_csv(tmp_path / "good.csv", ["纳税人识别号,纳税信用级别", f"{codes[0]},B级"])
+        again = runner.invoke(app, ["enterprises", "import", str(good), "--source", "tax", "--as-of", "2026-04-15"])
+        assert again.exit_code == 0 and "未变 1" in again.stdout
+        for args, words in ((["--source", "customs"], "未知的数据来源“customs”"),
+                            (["--source", "tax", "--as-of", "20260415"], "YYYY-MM-DD"),
+                            (["--source", "tax", "--as-of", (dt.date.today() + dt.timedelta(days=1)).isoformat()],
+                             "不能晚于今天")):
+            refused = runner.invoke(app, ["enterprises", "import", str(good), *args])
+            assert refused.exit_code == 2 and words in refused.stderr, refused.output
+    finally:
+        get_settings.cache_clear()
