@@ -10,11 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from service.db.bulk import IN_LIST
-from service.db.tables import Enterprise, EnterpriseSource, utcnow
+from service.db.tables import EnterpriseSource, utcnow
 from service.store.values import canonical_hash
 
 
@@ -48,12 +47,3 @@ def put_source_doc(session: Session, *, uscc: str, source: str, doc: dict[str, A
         stored.doc, stored.content_hash, stored.updated_at = doc, digest, utcnow()
         session.add(stored)
     return True
-
-
-def waiting_firms(session: Session) -> int:
-    """Firms some source speaks of that have no enterprise row yet (their merged profile has no name):
-    counted as 待补充登记信息 until the register's feed (or the firm) names them."""
-    stmt = (select(func.count(func.distinct(col(EnterpriseSource.uscc))))
-            .outerjoin(Enterprise, col(Enterprise.uscc) == col(EnterpriseSource.uscc))
-            .where(col(Enterprise.uscc).is_(None)))
-    return int(session.exec(stmt).one())
