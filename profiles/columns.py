@@ -28,6 +28,7 @@ from profiles import size_class
 from profiles.fields import FIELDS, RULE_FIELDS, Kind
 from profiles.industry import group_value, parse_industry_code
 from profiles.labels import value_text, vocabulary
+from profiles.model import valid_codes
 
 EPOCH = dt.date(1970, 1, 1)
 STATED_RULE_FIELDS = tuple(f for f in RULE_FIELDS if not FIELDS[f].derived)
@@ -270,11 +271,14 @@ def _days(value: Any) -> float:
 
 
 # ---- encoding stored profiles (JSON documents) without per-row Python ---------------------------------
-def encode_profiles(documents: pd.Series | Sequence[str] | Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+def encode_profiles(documents: pd.Series | Sequence[str] | Iterable[Mapping[str, Any]], *,
+                    as_of: dt.date | None = None) -> pd.DataFrame:
     """Encode stored profiles (JSON text or dicts) into :data:`INPUT_COLUMNS` plus ``text_key`` (:func:`text_key`).
 
     JSON text is parsed column-wise by pyarrow; categories are coded through their vocabulary with
-    array lookups and sets become bit masks, so the cost per row is C code, not Python.
+    array lookups and sets become bit masks, so the cost per row is C code, not Python. A row whose
+    qualifications hold dated objects is first reduced to the codes valid on ``as_of`` (every code when
+    None) — what matching should read is :func:`profiles.merge.as_seen`'s profile, which has no objects.
     """
     import pyarrow as pa
     import pyarrow.json as pajson
@@ -282,6 +286,7 @@ def encode_profiles(documents: pd.Series | Sequence[str] | Iterable[Mapping[str,
     docs = list(documents)
     if docs and not isinstance(docs[0], str):
         docs = [json.dumps(d, ensure_ascii=False, default=str) for d in docs]
+    docs = [_plain_codes(d, as_of) if '"code"' in d else d for d in docs]
     n = len(docs)
     if n == 0:
         return pd.DataFrame({c: [] for c in INPUT_COLUMNS})
@@ -315,6 +320,17 @@ def encode_profiles(documents: pd.Series | Sequence[str] | Iterable[Mapping[str,
     cols["text_key"] = text_keys(table.column("needs").to_numpy(zero_copy_only=False),
                                   table.column("business_scope").to_numpy(zero_copy_only=False))
     return pd.DataFrame(cols)
+
+
+def _plain_codes(document: str, as_of: dt.date | None) -> str:
+    """A stored profile with dated qualifications as one with plain codes (valid on ``as_of``)."""
+    data = json.loads(document)
+    items = data.get("qualifications") if isinstance(data, dict) else None
+    if not isinstance(items, list) or all(isinstance(i, str) for i in items):
+        return document
+    data["qualifications"] = (valid_codes(items, as_of) if as_of is not None
+                              else list(dict.fromkeys(_item_code(i) for i in items)))
+    return json.dumps(data, ensure_ascii=False)
 
 
 def _arrow_type(name: str) -> Any:

@@ -320,7 +320,8 @@ def _lapse(code: str, dated: list[tuple[str, dt.date | None, dt.date | None]], a
 
 def provenance_on(provenance: Mapping[str, Any] | None, as_of: dt.date) -> dict[str, dict[str, Any]]:
     """Each provenance entry with ``source_label`` and ``stale`` on ``as_of`` (for the API and the console):
-    an entry is stale when its field's maximum age has passed."""
+    an entry is stale when its field's maximum age has passed; ``qualifications`` / ``flags`` themselves are
+    stale when any of their codes is (as :func:`as_seen` then drops the whole list)."""
     table = rules()
     out: dict[str, dict[str, Any]] = {}
     for key, entry in (provenance or {}).items():
@@ -328,6 +329,9 @@ def provenance_on(provenance: Mapping[str, Any] | None, as_of: dt.date) -> dict[
         day = strict_date(entry["as_of"])
         out[key] = {"source": entry["source"], "source_label": table.label(entry["source"]),
                     "as_of": day.isoformat(), "stale": age is not None and as_of > day + dt.timedelta(days=age)}
+    for name in PER_CODE:
+        if name in out:
+            out[name]["stale"] = any(v["stale"] for k, v in out.items() if k == name or k.startswith(name + "."))
     return out
 
 

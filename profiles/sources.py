@@ -27,6 +27,8 @@ SELF, HOTLINE = "self", "hotline"
 OPEN_SOURCES = (SELF, HOTLINE)
 #: Fields merged per code (a set field whose codes have their own authoritative sources).
 PER_CODE = {"qualifications": "qualification_sources", "flags": "flag_sources"}
+#: Fields every profile has: they never age (a profile without them is no profile).
+REQUIRED = ("uscc", "name")
 #: Pseudo-fields a feed column may map to: the dates of the row's certificate.
 DATE_COLUMNS = ("qualifications.valid_from", "qualifications.valid_to")
 #: Units a header may carry in brackets after the field's name: 营业收入（万元）.
@@ -90,13 +92,16 @@ class Source:
 
     def field_of(self, header: str) -> str | None:
         """The field a column header maps to (a profile field or a :data:`DATE_COLUMNS` name); None when the
-        header is unknown or ignored (:meth:`ignores`). English field names are accepted as themselves; a
-        header may carry the field's own unit in brackets (营业收入（万元）, 参保人数(人))."""
+        header is unknown or ignored (:meth:`ignores`). The source's own headers first, then the English field
+        names and the fields' Chinese labels (从业人员, 纳税信用等级) for every source; a header may carry the
+        field's own unit in brackets (营业收入（万元）, 参保人数(人))."""
         for text in _header_forms(header):
             if text in self.columns:
                 return self.columns[text]
             if text in FIELDS and not FIELDS[text].derived or text in DATE_COLUMNS:
                 return text
+            if text in _LABELS:
+                return _LABELS[text]
         text = header.strip().lstrip("\ufeff")
         unit = _UNIT.search(text)
         if unit:
@@ -125,6 +130,10 @@ class Source:
                 if text == label:
                     return code
         return text
+
+
+#: A field's own Chinese label (from the field table) → the field: every source understands these headers.
+_LABELS = {FIELDS[f].label: f for f in PROFILE_FIELDS}
 
 
 def _header_forms(header: str) -> tuple[str, ...]:
@@ -366,11 +375,12 @@ def load_rules(path: Path | str = RULES_PATH) -> Rules:
             age = None
         if not str(spec.get("why") or "").strip():
             reader.problem(spec, "why", f"{where}.why", "请写明这样合并的理由")
+        if age is not None and name in REQUIRED:
+            reader.problem(spec, "max_age_days", f"{where}.max_age_days", "必填字段不能过期（应为 null）")
+            age = None
         ranks = () if name in PER_CODE else reader.ranks(spec, "sources", f"{where}.sources", sources)
         rules[str(name)] = FieldRule(str(name), ranks, age, str(spec.get("why") or ""))
     for name in PROFILE_FIELDS:
-        if name not in rules and name in merge:
-            continue
         if name not in merge:
             reader.problem(data, "merge", f"merge.{name}", f"缺少字段 {name} 的合并规则")
     code_ranks: dict[str, dict[str, Ranks]] = {}

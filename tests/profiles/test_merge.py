@@ -3,10 +3,14 @@ inside a rank, conflicts with their Chinese messages, per-code qualifications an
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
-from profiles.merge import merge, same_value
+import pytest
+
+from profiles.merge import aging_provenance, merge, provenance_on, same_value
 from profiles.model import parse_profile
+from profiles.sources import UnknownSource
 
 USCC = "91110000600037341L"
 
@@ -72,3 +76,86 @@ def test_flags_the_register_does_not_know_come_from_the_firm() -> None:
     assert merged.profile["flags"] == ["in_difficulty"]
     assert [c["code"] for c in merged.conflicts] == ["abnormal_operation"]
 
+
+
+def test_two_departments_disagreeing() -> None:
+    # social insurance is authoritative for headcount; a tax file that carries one only fills a gap
+    alone = merge({"tax": doc("2026-02-01", employees=35)})
+    assert alone.profile == {"employees": 35} and alone.conflicts == []
+    merged = merge({"social_insurance": doc("2025-12-31", employees=30), "tax": doc("2026-02-01", employees=35)})
+    assert merged.profile == {"employees": 30}
+    assert merged.conflicts[0]["message"] == "从业人员：人社（2025-12-31）记为30人，税务（2026-02-01）为35人；以人社为准，请核实"
+
+
+def test_the_others_are_listed_by_rank_then_newest_and_the_order_of_the_documents_does_not_matter() -> None:
+    docs = {"self": doc("2026-03-01", tax_credit_grade="A"), "hotline": doc("2026-05-01", tax_credit_grade="C"),
+            "tax": doc("2025-04-01", tax_credit_grade="B")}
+    merged = merge(docs)
+    assert [o["source"] for o in merged.conflicts[0]["others"]] == ["hotline", "self"]
+    assert merged.conflicts[0]["message"] == ("纳税信用等级：税务（2025-04-01）记为B级，热线坐席（2026-05-01）为C级，"
+                                              "企业自报（2026-03-01）为A级；以税务为准，请核实")
+    assert merge(dict(reversed(docs.items()))) == merged
+
+
+def test_without_an_authority_the_newest_fills_and_a_same_day_tie_goes_to_the_hotline() -> None:
+    newer = merge({"self": doc("2026-03-02", financing_need_wan=300), "hotline": doc("2026-03-01", financing_need_wan=200)})
+    assert newer.profile == {"financing_need_wan": 300}
+    assert newer.conflicts[0]["message"].endswith("以较新的企业自报为准，请核实")
+    tie = merge({"self": doc("2026-03-01", financing_need_wan=300), "hotline": doc("2026-03-01", financing_need_wan=200)})
+    assert tie.provenance["financing_need_wan"]["source"] == "hotline"
+
+
+def test_a_null_value_says_nothing_and_every_value_needs_its_date() -> None:
+    merged = merge({"tax": doc("2025-04-01", tax_credit_grade=None), "self": doc("2026-03-01", tax_credit_grade="A")})
+    assert merged.profile == {"tax_credit_grade": "A"} and merged.conflicts == []
+    with pytest.raises(ValueError, match="as_of"):
+        merge({"tax": {"values": {"tax_credit_grade": "B"}, "as_of": {}}})
+    with pytest.raises(UnknownSource):
+        merge({"taxes": doc("2025-04-01", tax_credit_grade="B")})
+
+
+def test_dated_certificates_keep_their_dates_and_different_dates_are_a_conflict() -> None:
+    science = {"code": "high_tech", "valid_from": "2023-11-01", "valid_to": "2026-10-31"}
+    mine = {"code": "high_tech", "valid_from": "2023-11-01", "valid_to": "2027-10-31"}
+    merged = merge({"science": doc("2025-01-01", qualifications=[science]),
+                    "self": doc("2026-03-01", qualifications=[mine])})
+    assert merged.profile["qualifications"] == [science]
+    assert merged.conflicts[0]["message"] == (
+        "企业资质（高新技术企业）：科技（2025-01-01）记为有（2023-11-01至2026-10-31），"
+        "企业自报（2026-03-01）为有（2023-11-01至2027-10-31）；以科技为准，请核实")
+    plain = merge({"science": doc("2025-01-01", qualifications=[science]), "self": doc("2026-03-01", qualifications=["high_tech"])})
+    assert plain.profile["qualifications"] == [science] and plain.conflicts == []  # a plain code agrees
+
+
+def test_successive_certificates_of_one_code_are_all_kept() -> None:
+    old = {"code": "high_tech", "valid_from": "2020-11-01", "valid_to": "2023-10-31"}
+    new = {"code": "high_tech", "valid_from": "2023-11-01", "valid_to": "2026-10-31"}
+    merged = merge({"science": doc("2024-01-01", qualifications=[old, new, "tech_sme"])})
+    assert merged.profile["qualifications"] == [old, new, "tech_sme"]
+    parse_profile({"uscc": USCC, "name": "x", **merged.profile})
+
+
+def test_science_saying_none_removes_a_self_stated_high_tech_and_records_the_conflict() -> None:
+    merged = merge({"science": doc("2025-01-01", qualifications=[]),
+                    "self": doc("2026-03-01", qualifications=["high_tech", "little_giant"])})
+    assert merged.profile["qualifications"] == ["little_giant"]
+    assert [(c["code"], c["chosen"]["value"], c["others"][0]["value"]) for c in merged.conflicts] == [
+        ("high_tech", [], ["high_tech"])]
+
+
+def test_a_department_list_says_nothing_of_codes_it_does_not_give() -> None:
+    merged = merge({"industry": doc("2025-05-01", qualifications=["specialized_sme"])})
+    assert merged.profile["qualifications"] == ["specialized_sme"]
+    assert "qualifications.high_tech" not in merged.provenance
+    assert merged.provenance["qualifications.little_giant"] == {"source": "industry", "as_of": "2025-05-01"}
+
+
+def test_provenance_on_a_day_and_the_dates_that_decide_what_matching_sees() -> None:
+    merged = merge({"registration": doc("2020-01-01", name="徐州某某机械有限公司"),
+                    "social_insurance": doc("2026-01-01", employees=40)})
+    view = provenance_on(merged.provenance, dt.date(2026, 7, 3))  # 2026-01-01 + 183 days = 2026-07-03
+    assert view["employees"] == {"source": "social_insurance", "source_label": "人社", "as_of": "2026-01-01",
+                                 "stale": False}
+    assert provenance_on(merged.provenance, dt.date(2026, 7, 4))["employees"]["stale"] is True
+    assert view["name"]["stale"] is False
+    assert aging_provenance(merged.provenance) == {"employees": "2026-01-01"}  # the name never ages
