@@ -32,12 +32,14 @@ log = logging.getLogger("policyfit.push")
 PACKAGE_PATH = "/v1/enterprises/{uscc}/package"
 
 
-def package_link(settings: Settings, uscc: str) -> dict[str, str]:
+def package_link(settings: Settings, uscc: str, *, news: bool = True) -> dict[str, str]:
     """Where the firm sees its whole package: ``POLICYFIT_PUBLIC_BASE_URL`` + the package path (the
-    enterprise reads it with its own token), and one Chinese line saying so."""
+    enterprise reads it with its own token), and one Chinese line saying so (``news``: the message lists new
+    policies above the line; a reminder alone does not)."""
     path = PACKAGE_PATH.format(uscc=uscc)
     url = settings.public_base_url.rstrip("/") + path if settings.public_base_url else path
-    return {"package_url": url, "package_note": f"以上为新增政策；贵企业的全部政策套餐（含需补充信息和差一个条件的政策）请查看：{url}"}
+    above = "以上为新增政策；" if news else ""
+    return {"package_url": url, "package_note": f"{above}贵企业的全部政策套餐（含需补充信息和差一个条件的政策）请查看：{url}"}
 
 
 @dataclass(frozen=True)
@@ -207,4 +209,4 @@ class Composer:
         reminders = [e for e in entries if "kind" in e]
         return {"type": "policy_package", "uscc": uscc, "name": name, "run_id": self.run_id,
                 "as_of": self.as_of.isoformat(), "catalog_version": self.catalog_version, "items": items,
-                "reminders": reminders, **package_link(self.settings, uscc)}
+                "reminders": reminders, **package_link(self.settings, uscc, news=bool(items))}

@@ -175,6 +175,7 @@ def test_a_certificate_ending_soon_is_pushed_once_through_the_nightly_run(
     assert reminder["line"].startswith("高新技术企业证书将于2026-10-31到期")
     message = next(b for b in receiver.accepted.values() if b["uscc"] == firm["uscc"] and b.get("reminders"))
     assert message["items"] == []  # nothing new to offer: the reminder alone is the message
+    assert message["package_note"].startswith("贵企业的全部政策套餐")  # (not "以上为新增政策")
 
     # re-scored later (its profile changed): the same certificate is not news again …
     _store(engine, [dict(firm, trademarks=(firm.get("trademarks") or 0) + 1)])
