@@ -250,3 +250,16 @@ def test_the_spark_engine_reads_the_seen_profiles_as_the_local_engine(engine: En
     assert _night(engine) == wrote
     assert {k for k in wrote[0] if ":reminder:" in k} == {f"{r['uscc']}:reminder:high_tech:20261031" for r in ending}
     assert not any((r["uscc"], HIGH_TECH) in wrote[1] for r in expired)
+
+
+def test_a_row_whose_provenance_cannot_be_read_is_quarantined_not_the_night(engine: Engine, database_url: str) -> None:
+    settings = make_settings(database_url)
+    records = _population(6, 51)
+    bad = records[2]["uscc"]
+    _store(engine, records, {bad: {"employees": {"source": "social_insurance", "as_of": "2026-13-45"}}})
+    run = run_batch(engine, settings, as_of=VALID_TO, echo=lambda _: None)
+    assert run.status == "succeeded"
+    assert run.report["enterprises"]["scored"] == 5 and run.report["enterprises"]["quarantined"] == 1
+    [item] = run.report["quarantined"]
+    assert item["uscc"] == bad and item["reason"].startswith("画像时效判断失败")
+    assert bad not in _cursors(engine)  # looked at again every night until fixed
