@@ -209,6 +209,13 @@ class Policy(_Strict):
         description="proactive: pushed whenever eligible; on_trigger: only when the firm's needs, "
         "a query or an event matches one of the triggers (注销, 迁移, 投标 …)",
     )
+    grant: Literal["application", "automatic"] = Field(
+        "application", exclude_if=lambda value: value == "application",  # absent from dumps: catalog hashes unchanged
+        description="how the benefit reaches an eligible firm: application (依申请兑现, the default) or automatic "
+        "(免申即享: the department grants it to the firms the service lists, without an application — "
+        "`policyfit outcomes handoff`). Written in a file as `delivery: automatic`, which means delivery "
+        "proactive (it is pushed like any entitlement) and grant automatic. The plan asks for 惠企政策直达快享 "
+        "(附件1 序号157) without naming any policy as 免申即享, so no catalog entry is marked by default.")
     triggers: tuple[NonEmpty, ...] = ()
     tags: tuple[NonEmpty, ...] = ()
     questions: tuple[NonEmpty, ...] = Field(
@@ -228,6 +235,17 @@ class Policy(_Strict):
     lapse: Literal["withdraw", "pending_notice"] = Field(
         "withdraw", description="once a parameter it reads has ended: withdraw (no longer offered) or "
         "pending_notice (still shown, marked 延续与否以主管部门公布为准, not valued)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _automatic_delivery(cls, data: Any) -> Any:
+        """``delivery: automatic`` (免申即享) is delivery proactive plus grant automatic: the firm is told as any
+        eligible firm is, and the department grants without an application."""
+        if isinstance(data, dict) and data.get("delivery") == "automatic":
+            if data.get("grant", "automatic") != "automatic":
+                raise ValueError(f"delivery: automatic（免申即享）与 grant: {data['grant']} 矛盾，请只保留其一")
+            data = {**data, "delivery": "proactive", "grant": "automatic"}
+        return data
 
     @field_validator("category", "benefit_type")
     @classmethod
@@ -259,6 +277,9 @@ class Policy(_Strict):
             raise ValueError("delivery 为 on_trigger 的政策至少需要一个触发词（triggers）")
         if self.review_by is not None and self.reviewed_on is not None and self.review_by < self.reviewed_on:
             raise ValueError(f"复核期限 review_by（{self.review_by}）早于复核日期 reviewed_on（{self.reviewed_on}）")
+        if self.grant == "automatic" and (self.kind != "policy" or self.strength not in ("entitlement", "selective")):
+            raise ValueError("免申即享（delivery: automatic）只适用于企业可享受的惠企政策（kind 为 policy，strength 为 "
+                             "entitlement 或 selective）")
         if self.kind == "policy":
             missing = [k for k in ("strength", "benefit_type", "benefit", "eligibility") if getattr(self, k) is None]
             if missing:
@@ -281,6 +302,11 @@ class Policy(_Strict):
     @property
     def kind_label(self) -> str:
         return KINDS[self.kind]
+
+    @property
+    def automatic(self) -> bool:
+        """免申即享 (``delivery: automatic``): the department grants it to the eligible firms without an application."""
+        return self.grant == "automatic"
 
     @property
     def offered(self) -> bool:
