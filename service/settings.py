@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     push_lease_seconds: float = Field(120.0, gt=0, description="how long a deliverer owns a claimed message; "
                                       "must exceed the request timeout")
     push_claim_size: int = Field(50, ge=1, le=10_000, description="messages claimed per round")
+    # ---- outcomes (应享未享) ----
+    uptake_period_days: int = Field(365, ge=1, le=3650, description="应享未享: an eligible firm counts as not yet "
+                                    "granted unless granted or refused within this many days before the day asked")
     public_base_url: str = Field("", description="the service's public address (e.g. https://policy.example.gov.cn): "
                                  "a pushed message tells the firm to see its whole package at <this>/v1/enterprises/"
                                  "<uscc>/package (with its enterprise token); empty = the message gives the path only")

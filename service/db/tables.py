@@ -226,6 +226,50 @@ class BatchRun(SQLModel, table=True):
     report: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
 
 
+class Outcome(SQLModel, table=True):
+    """What became of a firm and a policy: ``applied`` (an application received; ``decided_on`` is the day it
+    was filed), ``granted`` or ``refused`` (the department's decision, on ``decided_on``).
+
+    One row per natural key (uscc, policy_id, outcome, decided_on): the same decision recorded twice — a file
+    imported again, a retried API call, two exports that overlap — is one decision, so recording it again
+    changes nothing; a firm granted on two days (a yearly subsidy) has two rows. Amount and department are what
+    the decision says: the same key with another amount is a correction of that row, not a second grant.
+    ``source``: import (``policyfit outcomes import``) | api (``POST /v1/outcomes``) | feedback."""
+
+    __tablename__ = "outcome"
+    __table_args__ = (UniqueConstraint("uscc", "policy_id", "outcome", "decided_on", name="uq_outcome"),
+                      Index("ix_outcome_policy", "policy_id", "uscc", "decided_on"))
+    id: int | None = Field(default=None, primary_key=True)
+    uscc: str = Field(max_length=18)
+    policy_id: str = Field(max_length=80)
+    outcome: str = Field(max_length=12)  # applied | granted | refused
+    amount_wan: float | None = None
+    decided_on: dt.date
+    department: str | None = Field(default=None, max_length=80)
+    source: str = Field(max_length=12)  # import | api | feedback
+    recorded_at: dt.datetime = Field(default_factory=utcnow)
+
+
+class EnterpriseClass(SQLModel, table=True):
+    """Each stored firm's region and size class, derived from its profile version ``content_hash``: what the
+    outcome funnel groups by inside SQL (the size class comes from industry, headcount, revenue and assets,
+    which no column of ``enterprise`` holds). Refreshed from the enterprises updated since the newest
+    ``source_updated_at`` (``service.app.outcomes.refresh_classes``)."""
+
+    __tablename__ = "enterprise_class"
+    uscc: str = Field(primary_key=True, max_length=18)
+    region: str | None = Field(default=None, max_length=20)
+    size: str | None = Field(default=None, max_length=12)  # large | medium | small | micro; NULL unknown
+    content_hash: str = Field(max_length=64)
+    source_updated_at: dt.datetime = Field(index=True)
+
+
+# The outcome funnel reads one policy's rows of these tables; their own indexes lead with the firm.
+Index("ix_match_snapshot_policy", MatchSnapshot.policy_id, MatchSnapshot.uscc)
+Index("ix_push_item_policy", PushItem.policy_id, PushItem.uscc)
+Index("ix_feedback_policy", Feedback.policy_id, Feedback.kind)
+
+
 def make_engine(url: str) -> Engine:
     """An engine for ``url``; SQLite gets WAL, a busy timeout and foreign keys."""
     if url.startswith("sqlite"):
