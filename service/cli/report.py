@@ -58,6 +58,12 @@ def render_match(match: MatchResult) -> str:
         f"  画像：{'、'.join(ent.get('tags') or []) or '—'}",
     ]
     lines += [f"  ⚠ {w}" for w in ent.get("warnings") or []]
+    lines += [f"  ⏰ {r['message']}" for r in result.get("reminders") or []]
+    stale = result.get("stale") or []
+    if stale:
+        shown = "；".join(f"{s['label']} {value_text(s['field'], s['value'], '—')}（{s.get('source_label') or s['source']}，"
+                         f"{s['as_of']}）" for s in stale)
+        lines.append(f"  ⌛ 数据已过时、按未知处理（请核实）：{shown}")
     package = result["package"]
     summary = result.get("summary") or {}
     money = total_line(summary)

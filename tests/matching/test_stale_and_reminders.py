@@ -168,3 +168,15 @@ def test_the_batch_reading_of_stored_rows_is_as_seen_row_by_row() -> None:
         assert expiring == want.expiring
         expected = None if want.next_change is None else float((want.next_change - dt.date(1970, 1, 1)).days)
         assert (change != change and expected is None) or change == expected
+
+
+def test_the_text_report_shows_reminders_and_stale_values(matcher: Matcher) -> None:
+    from service.cli.report import render_match
+
+    certificate = {"code": "high_tech", "valid_from": "2023-11-01", "valid_to": VALID_TO.isoformat()}
+    as_of = VALID_TO - dt.timedelta(days=30)
+    result = _match(matcher, as_of, _headcount_from(OBSERVED), qualifications=[certificate])
+    text = render_match(result)
+    assert "高新技术企业证书将于2026-10-31到期，请及时复审" in text
+    assert "数据已过时、按未知处理（请核实）：从业人员 20人（人社，2025-03-01）" in text
+    assert "已过时" not in render_match(_match(matcher, as_of))
