@@ -204,10 +204,11 @@ class Policy(_Strict):
     benefit_type: str | None = None
     benefit: Benefit | None = None
     eligibility: Any = Field(None, description="rule expression, see policies/rules.py (policies only)")
-    delivery: Literal["proactive", "on_trigger"] = Field(
+    delivery: Literal["proactive", "on_trigger", "automatic"] = Field(
         "proactive",
         description="proactive: pushed whenever eligible; on_trigger: only when the firm's needs, "
-        "a query or an event matches one of the triggers (注销, 迁移, 投标 …)",
+        "a query or an event matches one of the triggers (注销, 迁移, 投标 …); automatic (免申即享): read as "
+        "proactive with grant automatic — a validated entry's delivery is never automatic",
     )
     grant: Literal["application", "automatic"] = Field(
         "application", exclude_if=lambda value: value == "application",  # absent from dumps: catalog hashes unchanged
@@ -236,17 +237,6 @@ class Policy(_Strict):
         "withdraw", description="once a parameter it reads has ended: withdraw (no longer offered) or "
         "pending_notice (still shown, marked 延续与否以主管部门公布为准, not valued)")
 
-    @model_validator(mode="before")
-    @classmethod
-    def _automatic_delivery(cls, data: Any) -> Any:
-        """``delivery: automatic`` (免申即享) is delivery proactive plus grant automatic: the firm is told as any
-        eligible firm is, and the department grants without an application."""
-        if isinstance(data, dict) and data.get("delivery") == "automatic":
-            if data.get("grant", "automatic") != "automatic":
-                raise ValueError(f"delivery: automatic（免申即享）与 grant: {data['grant']} 矛盾，请只保留其一")
-            data = {**data, "delivery": "proactive", "grant": "automatic"}
-        return data
-
     @field_validator("category", "benefit_type")
     @classmethod
     def _known_code(cls, value: str | None, info: ValidationInfo) -> str | None:
@@ -269,6 +259,11 @@ class Policy(_Strict):
 
     @model_validator(mode="after")
     def _dates_and_triggers(self) -> Policy:
+        if self.delivery == "automatic":  # 免申即享: told as proactively as any entitlement, granted without asking
+            if "grant" in self.model_fields_set and self.grant != "automatic":
+                raise ValueError(f"delivery: automatic（免申即享）与 grant: {self.grant} 矛盾，请只保留其一")
+            object.__setattr__(self, "delivery", "proactive")  # frozen: set once, while validating
+            object.__setattr__(self, "grant", "automatic")
         if self.effective_to is not None and self.effective_to < self.effective_from:
             raise ValueError(
                 f"失效日期 effective_to（{self.effective_to}）早于生效日期 effective_from（{self.effective_from}）"
