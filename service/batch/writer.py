@@ -73,11 +73,14 @@ class ChunkWriter:
 
     # -- the diff
     def _previous(self, conn: Connection, usccs: Sequence[str]) -> pd.DataFrame:
+        """The last snapshot of these firms, looked up by USCC (the snapshot's index): a chunk of the few firms a
+        feed changed is spread over the whole key range, and reading that range read the whole snapshot."""
         s = table_of(MatchSnapshot).c
-        rows = conn.execute(sa.select(s.uscc, s.policy_id, s.policy_version)
-                            .where(s.uscc >= min(usccs), s.uscc <= max(usccs))).all()
-        prev = pd.DataFrame(rows, columns=["uscc", "policy_id", "prev_version"])
-        return prev[prev["uscc"].isin(set(usccs))]
+        rows = []
+        for i in range(0, len(usccs), IN_LIST):
+            rows += conn.execute(sa.select(s.uscc, s.policy_id, s.policy_version)
+                                 .where(s.uscc.in_(usccs[i:i + IN_LIST]))).all()
+        return pd.DataFrame(rows, columns=["uscc", "policy_id", "prev_version"])
 
     def _new_items(self, offered: pd.DataFrame, prev: pd.DataFrame) -> pd.DataFrame:
         """Offered now and not before (newly eligible or a new policy), or offered under a new version
