@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     # ---- outcomes (应享未享) ----
     uptake_period_days: int = Field(365, ge=1, le=3650, description="应享未享: an eligible firm counts as not yet "
                                     "granted unless granted or refused within this many days before the day asked")
+    uptake_reminder_days: int = Field(30, ge=0, le=3650, description="应享未享: a firm told of a policy this many days "
+                                      "ago that has not applied (nor been granted or refused) gets one reminder in "
+                                      "the nightly push, within opt-out and the weekly cap (0 = no reminders)")
     public_base_url: str = Field("", description="the service's public address (e.g. https://policy.example.gov.cn): "
                                  "a pushed message tells the firm to see its whole package at <this>/v1/enterprises/"
                                  "<uscc>/package (with its enterprise token); empty = the message gives the path only")

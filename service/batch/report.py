@@ -58,6 +58,14 @@ class Report:
         """Reminders recorded in a chunk (certificates ending soon: once per firm, code and last day)."""
         self.data["items"]["reminders"] = self.data["items"].get("reminders", 0) + n
 
+    def uptake(self, recorded: int, queued: int, held: int) -> None:
+        """Uptake reminders recorded after the chunks (应享未享: told, not acted on), their messages, and how
+        many of them the weekly cap (or this run's own message) held back."""
+        items = self.data["items"]
+        items["uptake_reminders"] = items.get("uptake_reminders", 0) + recorded
+        items["held"] += held
+        self.data["messages"] += queued
+
     def _bump(self, section: str, key: str, field_name: str, by: int) -> None:
         if by:
             entry = self.data[section].setdefault(key, {})
@@ -94,17 +102,22 @@ class Report:
                 self._add_value(self.data[key], str(label), int(part.sum()), len(part))
 
     def account(self, meta: pd.DataFrame, results: pd.DataFrame, offered: pd.DataFrame, inserted: pd.DataFrame,
-                opted: set[str], queued: int, held: int, released: int) -> None:
-        """One written chunk: firms scored, items offered / new / repeated / held / released, messages,
-        by policy, region and size."""
+                opted: set[str], queued: int, held: int, released: int, withheld: pd.DataFrame | None = None) -> None:
+        """One written chunk: firms scored, items offered / new / repeated / held / released / withheld
+        (news of a policy already granted or refused for the firm: not pushed), messages, by policy, region and
+        size."""
         d = self.data
+        if withheld is not None and not withheld.empty:
+            d["items"]["decided"] = d["items"].get("decided", 0) + len(withheld)
+            for pid, n in withheld["policy_id"].value_counts().items():
+                self._bump("by_policy", str(pid), "decided", int(n))
         d["chunks"] += 1
         d["messages"] += queued
         d["enterprises"]["scored"] += len(meta)
         d["enterprises"]["opted_out"] += len(opted)
         d["items"]["offered"] += len(offered)
         d["items"]["new"] += len(inserted)
-        d["items"]["repeated"] += len(offered) - len(inserted)
+        d["items"]["repeated"] += len(offered) - len(inserted) - (0 if withheld is None else len(withheld))
         d["items"]["held"] += held
         d["items"]["released"] += released
         d["items"]["possible"] += int((results["status"] == POSSIBLE).sum())
@@ -112,8 +125,9 @@ class Report:
             self._bump("by_policy", str(pid), "offered", int(n))
         for pid, n in inserted["policy_id"].value_counts().items():
             self._bump("by_policy", str(pid), "new", int(n))
+        told = inserted if withheld is None or withheld.empty else pd.concat([inserted, withheld])
         repeated = offered[~offered.set_index(["uscc", "policy_id"]).index.isin(
-            inserted.set_index(["uscc", "policy_id"]).index)] if not inserted.empty else offered
+            told.set_index(["uscc", "policy_id"]).index)] if not told.empty else offered
         for pid, n in repeated["policy_id"].value_counts().items():
             self._bump("by_policy", str(pid), "repeated", int(n))
         region = meta.set_index("uscc")["region"].fillna("未知")
@@ -167,7 +181,9 @@ def render_report(run: BatchRun, *, top: int = 10) -> str:
         f"拒收推送 {ent.get('opted_out', 0)}",
         f"推荐：在套餐中 {items.get('offered', 0)}，新增 {items.get('new', 0)}，重复（已推送过）{items.get('repeated', 0)}，"
         f"因每周上限暂缓 {items.get('held', 0)}，释放暂缓 {items.get('released', 0)}；可能符合 {items.get('possible', 0)}"
-        + (f"；资质到期提醒 {items['reminders']}" if items.get("reminders") else ""),
+        + (f"；资质到期提醒 {items['reminders']}" if items.get("reminders") else "")
+        + (f"；已有办理结果不再推送 {items['decided']}" if items.get("decided") else "")
+        + (f"；应享未享提醒 {items['uptake_reminders']}" if items.get("uptake_reminders") else ""),
         f"消息：{d.get('messages', 0)} 条（每家企业每次最多一条）",
         *quarantine_lines(run),
     ]

@@ -5,8 +5,9 @@ age threshold crossed) in keyset-ordered chunks, scores each chunk with the pure
 :func:`matching.batch.score_batch` (in-process, in a process pool, or through Spark), and commits per
 chunk, in one transaction: the snapshot of what is offered, the push items (unique per enterprise,
 policy and version), the outbox messages (one per enterprise per run, within the weekly cap), the
-enterprise's cursor and the run report. A run killed at any point leaves only whole chunks behind; the
-next run skips them through the cursor and carries on, so nothing is pushed twice or lost.
+enterprise's cursor and the run report; after the chunks, the uptake reminders due (应享未享). A run killed
+at any point leaves only whole chunks behind; the next run skips them through the cursor and carries on, so
+nothing is pushed twice or lost.
 
 The parts: :mod:`~service.batch.candidates` (the catalog and who needs scoring), :mod:`~service.batch.scoring`
 (encoding, scoring, quarantine of rows that cannot be scored), :mod:`~service.batch.spark` (the same scorer
@@ -78,6 +79,7 @@ def run_batch(engine: Engine, settings: Settings, *, as_of: dt.date, engine_kind
                 for meta, results, bad in score_local(engine, settings, prep, as_of, workers, report.add_timings):
                     writer.write(meta, results, bad)
                     bar.advance(len(meta) + len(bad))
+        writer.remind_uptake()  # after the chunks: the snapshot is this run's
     except BaseException:
         with Session(engine) as session:
             row = session.get(BatchRun, run_id)

@@ -1,7 +1,8 @@
-"""Writing a scored chunk, in one transaction: the diff against the last snapshot (what is new), the push
-items (new offers, and reminders of certificates ending soon) and messages (through
-:mod:`service.push.outbox`: keys, weekly cap, opt-out), the new snapshot,
-the firms' cursors and the run report. A run killed at any point leaves only whole chunks behind."""
+"""Writing a scored chunk, in one transaction: the diff against the last snapshot (what is new, less what a
+department already granted or refused: :mod:`service.push.outcomes`), the push items (new offers, and
+reminders of certificates ending soon) and messages (through :mod:`service.push.outbox`: keys, weekly cap,
+opt-out), the new snapshot, the firms' cursors and the run report. A run killed at any point leaves only whole
+chunks behind. After the chunks, the uptake reminders due (应享未享) are queued, a firm's chunk at a time."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from service.db.bulk import IN_LIST, bulk_insert, table_of
 from service.db.tables import BatchCursor, BatchRun, MatchSnapshot
 from service.push.message import Composer
 from service.push.outbox import OutboxWriter
+from service.push.outcomes import decided_mask, decided_pairs, due_uptake
 from service.push.reminders import is_reminder, reminder_items
 from service.settings import Settings
 
@@ -36,6 +38,7 @@ class ChunkWriter:
         self.run_id, self.as_of, self.now, self.report = run_id, as_of, now, report
         composer = Composer({p.id: p for p in prep.catalog}, settings, run_id, as_of, prep.version)
         self.outbox = OutboxWriter(composer, run_id, now, settings.push_weekly_cap)
+        self.reminder_days, self.chunk_size = settings.uptake_reminder_days, settings.batch_chunk_size
 
     def write(self, meta: pd.DataFrame, results: pd.DataFrame, quarantined: Quarantined | None = None) -> None:
         t0 = time.perf_counter()
@@ -48,6 +51,8 @@ class ChunkWriter:
         offered = results[results["status"] == IN_PACKAGE]
         with self.engine.begin() as conn:
             new = self._new_items(offered, self._previous(conn, usccs))
+            decided = decided_mask(new, decided_pairs(conn, usccs))  # granted or refused: never pushed again
+            withheld, new = new[decided], new[~decided]
             opted = set(meta.loc[meta["opted_out"].astype(bool), "uscc"].astype(str))
             names = dict(zip(meta["uscc"], meta["name"], strict=True))
             inserted, queued, held, released = self.outbox.queue_chunk(conn, usccs, new, opted, names,
@@ -55,7 +60,8 @@ class ChunkWriter:
             self._replace_snapshot(conn, usccs, offered)
             self._save_cursor(conn, meta)
             reminded = is_reminder(inserted["policy_id"])
-            self.report.account(meta, results, offered, inserted[~reminded], opted, queued, held, released)
+            self.report.account(meta, results, offered, inserted[~reminded], opted, queued, held, released,
+                                withheld=withheld)
             self.report.reminded(int(reminded.sum()))
             self.report.add_timings({"write": time.perf_counter() - t0})
             self._save_report(conn)
@@ -66,6 +72,23 @@ class ChunkWriter:
         with self.engine.begin() as conn:
             queued, released = self.outbox.release_held(conn, scored_firms(self.prep.catalog_key, self.as_of))
         self.report.released(queued, released)
+
+    def remind_uptake(self) -> None:
+        """Queue the uptake reminders due (:func:`service.push.outcomes.due_uptake`), after the chunks (so the
+        snapshot is this run's), ``batch_chunk_size`` firms per transaction. A firm that got its message in
+        this run has its reminder held for the next one."""
+        if not self.reminder_days:
+            return
+        policies = [p.id for p in self.prep.catalog if p.offered and not p.automatic]
+        with self.engine.begin() as conn:
+            due = due_uptake(conn, policies=policies, cutoff=self.now - dt.timedelta(days=self.reminder_days))
+        firms = due["uscc"].drop_duplicates().tolist()
+        for i in range(0, len(firms), self.chunk_size):
+            part = due[due["uscc"].isin(set(firms[i:i + self.chunk_size]))]
+            with self.engine.begin() as conn:
+                recorded, queued, held = self.outbox.queue_uptake(conn, part)
+                self.report.uptake(recorded, queued, held)
+                self._save_report(conn)
 
     def _save_report(self, conn: Connection) -> None:
         t = table_of(BatchRun)

@@ -42,7 +42,8 @@ def push_deliver(
     db = migrated_writer_engine()
     report = deliver(db, settings, sender, wait=wait, say=lambda line: typer.echo(line, err=True))
     counts = outbox_counts(db)
-    typer.echo(f"已投递 {report.delivered}，失败 {report.failed}（其中转为死信 {report.dead}）；"
+    withdrawn = f"，因政策已有办理结果撤回 {report.dropped}" if report.dropped else ""
+    typer.echo(f"已投递 {report.delivered}，失败 {report.failed}（其中转为死信 {report.dead}）{withdrawn}；"
                f"队列：待投递 {counts.get('pending', 0)}，已投递 {counts.get('delivered', 0)}，死信 {counts.get('dead', 0)}")
 
 
@@ -61,7 +62,8 @@ def push_status() -> None:
     """待推送队列：各状态数量与最近的死信。"""
     db = migrated_engine()
     counts = outbox_counts(db)
-    typer.echo(f"待投递 {counts.get('pending', 0)}，已投递 {counts.get('delivered', 0)}，死信 {counts.get('dead', 0)}")
+    typer.echo(f"待投递 {counts.get('pending', 0)}，已投递 {counts.get('delivered', 0)}，死信 {counts.get('dead', 0)}，"
+               f"已撤回（政策已有办理结果）{counts.get('dropped', 0)}")
     for key, attempts, error in dead_letters(db):
         typer.echo(f"  死信 {key}：尝试 {attempts} 次，最后错误：{error or '-'}")
 

@@ -8,6 +8,10 @@ timeout, so a slow send cannot be taken over while it is still in flight; a deli
 leaves its lease to expire and the message is sent again under the same key — receivers deduplicate by
 that key (at-least-once transport, exactly-once effect). Failures back off exponentially; after
 ``push_max_attempts`` a message is a dead letter until ``policyfit push retry-dead``.
+
+Before a claimed message is sent, its entries of a policy decided for the firm since it was queued (granted
+or refused) are taken out (:func:`prune_claimed`, :mod:`service.push.outcomes`); a message left with nothing
+to say is not sent (status ``dropped``).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from sqlalchemy.engine import Engine
 from service.db.bulk import table_of
 from service.db.tables import Outbox, make_engine, utcnow
 from service.push.channels import Channel, DeliveryError
+from service.push.outcomes import DROP_REASON, DROPPED, decided_pairs, drop_items, is_empty, prune_payload
 from service.settings import Settings
 
 log = logging.getLogger("policyfit.push")
@@ -116,12 +121,48 @@ def mark_failed(engine: Engine, item: Claimed, error: str, *, owner: str, settin
     return "dead" if dead else "pending"
 
 
+def prune_claimed(engine: Engine, batch: list[Claimed], *, owner: str, settings: Settings,
+                  now: dt.datetime | None = None) -> tuple[list[Claimed], int]:
+    """The claimed messages without their entries of policies decided for the firm since they were queued (the
+    payload rewritten, the entries' items moved to a ``dropped`` row); a message left empty becomes ``dropped``
+    and is not returned. Returns (what to send, messages dropped). One transaction, under our leases."""
+    if not batch:
+        return batch, 0
+    from service.push.message import package_link  # (the message's wording: only when something changed)
+
+    now = now or utcnow()
+    o = table_of(Outbox)
+    send: list[Claimed] = []
+    dropped = 0
+    with engine.begin() as conn:
+        decided = decided_pairs(conn, [str(c.payload.get("uscc", "")) for c in batch])
+        for item in batch:
+            payload, removed = prune_payload(item.payload, decided)
+            if not removed:
+                send.append(item)
+                continue
+            mine = sa.and_(o.c.id == item.id, o.c.lease_owner == owner, o.c.status == "pending")
+            uscc = str(payload.get("uscc", ""))
+            if is_empty(payload):
+                conn.execute(sa.update(o).where(mine).values(status=DROPPED, leased_until=None, last_error=DROP_REASON))
+                dropped += 1
+                continue
+            if not payload.get("items") and item.payload.get("items"):
+                payload.update(package_link(settings, uscc, news=False))
+            conn.execute(sa.update(o).where(mine).values(payload=payload))
+            drop_items(conn, uscc, [str(e["idempotency_key"]) for e in removed], removed, now=now,
+                       run_id=payload.get("run_id"))
+            send.append(Claimed(item.id, item.key, payload, item.attempts))
+    return send, dropped
+
+
 @dataclass
 class DeliveryReport:
     delivered: int = 0
     failed: int = 0
     dead: int = 0
     lost_lease: int = 0
+    dropped: int = 0  # messages not sent: every entry's policy was decided for the firm meanwhile
 
 
 def deliver(engine: Engine, settings: Settings, channel: Channel, *, wait: bool = False,
@@ -132,8 +173,10 @@ def deliver(engine: Engine, settings: Settings, channel: Channel, *, wait: bool 
     owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     report = DeliveryReport()
     while True:
-        batch = claim(engine, owner=owner, limit=settings.push_claim_size, lease_seconds=settings.push_lease_seconds)
-        if not batch:
+        claimed = claim(engine, owner=owner, limit=settings.push_claim_size, lease_seconds=settings.push_lease_seconds)
+        batch, dropped = prune_claimed(engine, claimed, owner=owner, settings=settings)
+        report.dropped += dropped
+        if not claimed:
             if not wait:
                 return report
             delay = next_due_in(engine)

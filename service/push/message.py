@@ -25,6 +25,7 @@ from policies.schema import STRENGTHS, Policy
 from profiles.columns import ProfileBatch, encode_profiles
 from service.db.bulk import IN_LIST, table_of
 from service.db.tables import Enterprise
+from service.push.outcomes import UPTAKE_KIND, uptake_of
 from service.push.reminders import reminder_of
 from service.settings import Settings
 
@@ -176,6 +177,10 @@ class Composer:
             if found is not None:
                 entries.append({"idempotency_key": key, **self.reminder_text(*found)})
                 continue
+            told = uptake_of(str(pid), int(version))
+            if told is not None:
+                entries.append({"idempotency_key": key, **self.uptake_text(*told)})
+                continue
             entry: dict[str, Any] = {"idempotency_key": key, "policy_id": pid, "policy_version": int(version),
                                      "score": round(float(score), 6)}
             entry.update(self._policy_text(pid))
@@ -202,11 +207,30 @@ class Composer:
         item = reminder(code, valid_to, (valid_to - self.as_of).days)
         return {**item, "line": item["message"] + "。"}
 
+    def uptake_text(self, policy_id: str, first_pushed: dt.date) -> dict[str, Any]:
+        """An uptake reminder entry (应享未享: told on ``first_pushed``, no application since): kind, the policy,
+        the day it was first pushed, message, how to apply, who leads, and one line."""
+        policy = self.policies.get(policy_id)
+        title = policy.title if policy is not None else policy_id
+        message = (f"贵企业符合“{title}”的条件，{first_pushed.isoformat()}已推送告知，至今未见申请记录；"
+                   "如已申请或不需要，请忽略本提醒")
+        entry: dict[str, Any] = {"kind": UPTAKE_KIND, "policy_id": policy_id, "title": title,
+                                 "first_pushed": first_pushed.isoformat(), "message": message}
+        if policy is None:
+            return {**entry, "line": message + "。"}
+        lead = "、".join(policy.lead_departments)
+        return {**entry, "policy_version": policy.version, "how_to_apply": policy.how_to_apply,
+                "lead_departments": list(policy.lead_departments),
+                "line": f"{message}。办理：{policy.how_to_apply.rstrip('。；')}（牵头部门：{lead}）。"}
+
     def payload(self, uscc: str, name: str | None, entries: list[dict[str, Any]]) -> dict[str, Any]:
         """The message: its policy items (``items``) and, apart, its reminders (``reminders``: certificates
-        ending soon), with where the firm reads its whole package."""
+        ending soon; ``uptake_reminders``: policies told before and not yet taken up), with where the firm reads
+        its whole package."""
         items = [e for e in entries if "kind" not in e]
-        reminders = [e for e in entries if "kind" in e]
+        reminders = [e for e in entries if "kind" in e and e["kind"] != UPTAKE_KIND]
+        uptake = [e for e in entries if e.get("kind") == UPTAKE_KIND]
         return {"type": "policy_package", "uscc": uscc, "name": name, "run_id": self.run_id,
                 "as_of": self.as_of.isoformat(), "catalog_version": self.catalog_version, "items": items,
-                "reminders": reminders, **package_link(self.settings, uscc, news=bool(items))}
+                "reminders": reminders, "uptake_reminders": uptake,
+                **package_link(self.settings, uscc, news=bool(items))}

@@ -10,6 +10,9 @@ chunk's transaction and sent by :mod:`service.push.delivery`.
 - Opt-out: a firm that refused pushes gets no items and no messages.
 - Reminders (a certificate ending soon) are items keyed ``<uscc>:reminder:<code>:<YYYYMMDD>``: once per firm,
   qualification and last valid day, under the same cap and opt-out, in the firm's message of the run.
+- Outcomes (:mod:`service.push.outcomes`): a policy granted to or refused for a firm is never pushed to it again
+  (a held item of it is dropped instead of released); a firm told of a policy long enough ago that has not
+  acted gets one uptake reminder, keyed ``<uscc>:uptake:<policy>:<YYYYMMDD>``, under the same cap and opt-out.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from service.db.bulk import IN_LIST, bulk_insert, table_of
 from service.db.tables import Enterprise, Outbox, PushItem
+from service.push.outcomes import DROPPED, decided_mask, decided_pairs, drop_items
 
 if TYPE_CHECKING:  # (the message content is the batch's to pass in; opt-out alone must import light)
     from service.push.message import Composer
@@ -76,7 +80,7 @@ class OutboxWriter:
         waiting = pd.DataFrame(conn.execute(
             sa.select(t.c.id, t.c.uscc, t.c.idempotency_key, t.c.policy_id, t.c.policy_version, t.c.score)
             .where(t.c.uscc >= lo, t.c.uscc <= hi, t.c.outbox_id.is_(None))).all(), columns=ITEM_COLUMNS)
-        waiting = waiting[waiting["uscc"].isin(set(usccs))]
+        waiting = self._drop_decided(conn, waiting[waiting["uscc"].isin(set(usccs))])
         queued, held, released = self._messages(conn, fresh, waiting, names)
         return fresh, queued, held, released
 
@@ -84,19 +88,54 @@ class OutboxWriter:
         """Items held back by the cap go out now where the cap allows, except for the firms in ``scored``
         (a select of USCCs: the firms this run scores, whose chunk bundles held and new items together).
         Returns (messages queued, items released)."""
-        t, e = table_of(PushItem).c, table_of(Enterprise).c
+        t = table_of(PushItem).c
         waiting = pd.DataFrame(conn.execute(
             sa.select(t.id, t.uscc, t.idempotency_key, t.policy_id, t.policy_version, t.score)
             .where(t.outbox_id.is_(None), t.uscc.not_in(scored))).all(), columns=ITEM_COLUMNS)
+        waiting = self._drop_decided(conn, waiting)
         if waiting.empty:
             return 0, 0
-        firms = sorted(set(waiting["uscc"]))
+        queued, _, released = self._messages(conn, waiting.iloc[0:0], waiting, self._names(conn, waiting))
+        return queued, released
+
+    def queue_uptake(self, conn: Connection, due: pd.DataFrame) -> tuple[int, int, int]:
+        """Record uptake reminders (:func:`service.push.outcomes.due_uptake`) and queue one message per firm
+        within the cap (the others' reminders are held). Returns (reminders recorded, messages, held)."""
+        if due.empty:
+            return 0, 0, 0
+        t = table_of(PushItem).c
+        due = due.assign(idempotency_key=item_keys(due).to_numpy())
+        existing: set[str] = set()
+        keys = due["idempotency_key"].tolist()
+        for i in range(0, len(keys), IN_LIST):
+            existing.update(conn.execute(sa.select(t.idempotency_key).where(
+                t.idempotency_key.in_(keys[i:i + IN_LIST]))).scalars())
+        fresh = due[~due["idempotency_key"].isin(existing)]
+        queued, held, _ = self._messages(conn, fresh, fresh.iloc[0:0].assign(id=pd.Series(dtype="int64")),
+                                         self._names(conn, fresh))
+        return len(fresh), queued, held
+
+    @staticmethod
+    def _names(conn: Connection, items: pd.DataFrame) -> dict[str, str]:
+        e = table_of(Enterprise).c
+        firms = sorted(set(items["uscc"]))
         names: dict[str, str] = {}
         for i in range(0, len(firms), IN_LIST):
             names.update(dict(conn.execute(sa.select(e.uscc, e.name).where(
                 e.uscc.in_(firms[i:i + IN_LIST]))).all()))
-        queued, _, released = self._messages(conn, waiting.iloc[0:0], waiting, names)
-        return queued, released
+        return names
+
+    def _drop_decided(self, conn: Connection, waiting: pd.DataFrame) -> pd.DataFrame:
+        """Held items whose policy has been decided for the firm are dropped instead of released."""
+        if waiting.empty:
+            return waiting
+        gone = decided_mask(waiting, decided_pairs(conn, waiting["uscc"].tolist()))
+        for uscc, part in waiting[gone].groupby("uscc"):
+            drop_items(conn, str(uscc), part["idempotency_key"].tolist(),
+                       [{"idempotency_key": k, "policy_id": p, "policy_version": int(v)} for k, p, v in zip(
+                           part["idempotency_key"], part["policy_id"], part["policy_version"], strict=True)],
+                       now=self.now, run_id=self.run_id)
+        return waiting[~gone]
 
     def _within_cap(self, conn: Connection, firms: list[str]) -> set[str]:
         """The firms that may get a message in this run: none yet in this run, and (with a cap) fewer
@@ -105,9 +144,9 @@ class OutboxWriter:
         o = table_of(Outbox).c
         since = self.now - dt.timedelta(days=CAP_DAYS)
         recent: dict[str, int] = dict(conn.execute(sa.select(o.uscc, sa.func.count()).where(
-            o.uscc >= lo, o.uscc <= hi, o.created_at >= since).group_by(o.uscc)).all())
-        taken = set(conn.execute(sa.select(o.uscc).where(o.run_id == self.run_id, o.uscc >= lo,
-                                                         o.uscc <= hi)).scalars())
+            o.uscc >= lo, o.uscc <= hi, o.created_at >= since, o.status != DROPPED).group_by(o.uscc)).all())
+        taken = set(conn.execute(sa.select(o.uscc).where(o.run_id == self.run_id, o.uscc >= lo, o.uscc <= hi,
+                                                         o.status != DROPPED)).scalars())
         cap = self.weekly_cap
         return {f for f in firms if f not in taken and (not cap or recent.get(f, 0) < cap)}
 
@@ -130,7 +169,7 @@ class OutboxWriter:
                         {"status": "pending", "attempts": 0, "next_attempt_at": self.now, "run_id": self.run_id,
                          "created_at": self.now})
             ids = dict(conn.execute(sa.select(o.c.uscc, o.c.id).where(
-                o.c.run_id == self.run_id, o.c.uscc >= lo, o.c.uscc <= hi)).all())
+                o.c.run_id == self.run_id, o.c.uscc >= lo, o.c.uscc <= hi, o.c.status != DROPPED)).all())
         if not fresh.empty:
             usccs = fresh["uscc"].tolist()
             bulk_insert(conn, t, {
