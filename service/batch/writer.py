@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -99,7 +100,7 @@ class ChunkWriter:
         """The last snapshot of these firms, looked up by USCC (the snapshot's index): a chunk of the few firms a
         feed changed is spread over the whole key range, and reading that range read the whole snapshot."""
         s = table_of(MatchSnapshot).c
-        rows = []
+        rows: list[sa.Row[Any]] = []
         for i in range(0, len(usccs), IN_LIST):
             rows += conn.execute(sa.select(s.uscc, s.policy_id, s.policy_version)
                                  .where(s.uscc.in_(usccs[i:i + IN_LIST]))).all()
