@@ -100,7 +100,7 @@ class ChunkWriter:
         """The last snapshot of these firms, looked up by USCC (the snapshot's index): a chunk of the few firms a
         feed changed is spread over the whole key range, and reading that range read the whole snapshot."""
         s = table_of(MatchSnapshot).c
-        rows: list[sa.Row[Any]] = []
+        rows: list[Any] = []
         for i in range(0, len(usccs), IN_LIST):
             rows += conn.execute(sa.select(s.uscc, s.policy_id, s.policy_version)
                                  .where(s.uscc.in_(usccs[i:i + IN_LIST]))).all()
