@@ -79,18 +79,17 @@ def class_watermark(session: Session) -> dt.datetime | None:
     return session.exec(select(sa.func.max(col(EnterpriseClass.source_updated_at)))).one()
 
 
-def changed_firms(conn: Connection, *, since: dt.datetime | None, chunk: int) -> Iterator[list[tuple[Any, ...]]]:
-    """(uscc, region, content_hash, updated_at, profile JSON text) of the firms updated from ``since`` on (all
-    when None) whose class is missing or was derived from another profile version, in chunks."""
+def changed_firms(conn: Connection, *, since: dt.datetime | None, after: str, limit: int) -> list[tuple[Any, ...]]:
+    """(uscc, region, content_hash, updated_at, profile JSON text) of up to ``limit`` firms after ``after`` in USCC
+    order, updated from ``since`` on (any time when None), whose class is missing or was derived from another
+    profile version. Pages by key, so that nothing is read while the caller writes the classes."""
     e, c = table_of(Enterprise).c, table_of(EnterpriseClass).c
     stmt = (sa.select(e.uscc, e.region, e.content_hash, e.updated_at, sa.cast(e.profile, sa.Text))
             .select_from(table_of(Enterprise).outerjoin(table_of(EnterpriseClass), c.uscc == e.uscc))
-            .where(sa.or_(c.uscc.is_(None), c.content_hash != e.content_hash)))
+            .where(e.uscc > after, sa.or_(c.uscc.is_(None), c.content_hash != e.content_hash)))
     if since is not None:
         stmt = stmt.where(e.updated_at >= since)
-    result = conn.execution_options(stream_results=True, yield_per=chunk).execute(stmt.order_by(e.uscc))
-    for part in result.partitions(chunk):
-        yield [tuple(r) for r in part]
+    return [tuple(r) for r in conn.execute(stmt.order_by(e.uscc).limit(limit))]
 
 
 def put_classes(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
@@ -218,7 +217,7 @@ def not_yet_granted(conn: Connection, *, policy_id: str, as_of: dt.date, since: 
             .select_from(table_of(MatchSnapshot).outerjoin(table_of(Enterprise), e.uscc == s.uscc)
                          .outerjoin(table_of(EnterpriseClass), c.uscc == s.uscc))
             .where(s.policy_id == policy_id, s.status == 1, ~decided).order_by(s.uscc))
-    result = conn.execution_options(stream_results=True, yield_per=chunk).execute(stmt)
+    result = conn.execute(stmt.execution_options(stream_results=True, yield_per=chunk))
     for part in result.partitions(chunk):
         yield [dict(r._mapping) for r in part]
 
