@@ -10,7 +10,7 @@ from __future__ import annotations
 import typer
 
 from service.batch import commands as batch_commands
-from service.cli import db, enterprises, match, policies, profiles, tokens
+from service.cli import db, enterprises, match, outcomes, policies, profiles, tokens
 from service.http import commands as http_commands
 from service.push import commands as push_commands
 
@@ -22,6 +22,7 @@ app.add_typer(profiles.app, name="profiles")
 app.add_typer(profiles.demo_app, name="demo")
 app.add_typer(tokens.app, name="tokens")
 app.add_typer(enterprises.app, name="enterprises")
+app.add_typer(outcomes.app, name="outcomes")
 app.add_typer(db.app, name="db")
 app.add_typer(batch_commands.app, name="batch")
 app.add_typer(push_commands.app, name="push")

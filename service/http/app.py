@@ -20,7 +20,7 @@ from service.http import errors, ops
 from service.http.console.routes import mount_console
 from service.http.errors import MAX_BODY_BYTES
 from service.http.middleware import BodyLimit, Metrics
-from service.http.routes import admin, enterprises, policies
+from service.http.routes import admin, enterprises, outcomes, policies
 from service.http.routes import ops as ops_routes
 from service.settings import Settings, get_settings
 from service.store import limits
@@ -56,7 +56,7 @@ def create_app(settings: Settings | None = None, state: ServiceState | None = No
     # anonymous access is limited to the documented public routes: /docs and /openapi.json, no /redoc;
     # /docs is Swagger UI from files inside the installed packages (works without internet)
     ops.mount_docs(app, title=NAME)
-    for module in (enterprises, policies, admin):
+    for module in (enterprises, policies, outcomes, admin):
         app.include_router(module.router)
     mount_console(app)  # HTML: staff console and public calculator
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES, body_timeout=settings.body_timeout_seconds)
