@@ -37,29 +37,45 @@ from service.app.funnel import (
     region_label,
     size_label,
 )
+from service.db.tables import utcnow
 from service.store import outcomes as store
 
 log = logging.getLogger("policyfit.outcomes")
-#: Enterprises updated this long before the newest one the class table has seen are looked at again: a
-#: transaction that stamped its rows earlier but committed later is not missed.
+#: Enterprises updated this long before the last refresh started are looked at again: a transaction that
+#: stamped its rows before that but committed after it is not missed.
 CLASS_MARGIN = dt.timedelta(minutes=10)
 
 
 # ---- region and size classes ----------------------------------------------------------------------------
 def refresh_classes(session: Session, *, chunk: int = 20_000) -> int:
-    """Bring ``enterprise_class`` up to date (committed); returns how many firms were (re)classified. The size
-    class is the profile's stated size, else derived from its industry, headcount, revenue and assets (as the
-    matcher derives it), computed column-wise per chunk."""
-    watermark = store.class_watermark(session)
-    since = None if watermark is None else watermark - CLASS_MARGIN
-    done, after = 0, ""
-    while part := store.changed_firms(session.connection(), since=since, after=after, limit=chunk):
+    """Bring ``enterprise_class`` up to date (committed per chunk); returns how many firms were (re)classified. The
+    size class is the profile's stated size, else derived from its industry, headcount, revenue and assets (as the
+    matcher derives it), computed column-wise per chunk. The first time every firm is read; afterwards only the
+    firms updated since the last refresh (less :data:`CLASS_MARGIN`) are looked at, and only those whose profile
+    changed are read."""
+    started = utcnow()
+    checked = store.classes_checked_at(session.connection())
+    done = 0
+
+    def classify(part: list[tuple[Any, ...]]) -> None:
+        nonlocal done
         sizes = _sizes([r[4] for r in part])
-        store.put_classes(session.connection(), [{"uscc": u, "region": region, "size": size, "content_hash": digest,
-                                  "source_updated_at": at}
-                                 for (u, region, digest, at, _), size in zip(part, sizes, strict=True)])
-        done, after = done + len(part), part[-1][0]
+        store.put_classes(session.connection(), [
+            {"uscc": u, "region": region, "size": size, "content_hash": digest, "source_updated_at": at}
+            for (u, region, digest, at, _), size in zip(part, sizes, strict=True)])
         session.commit()  # one transaction per chunk: a long first fill holds no lock for its whole time
+        done += len(part)
+
+    if checked is None:
+        after = ""
+        while part := store.unclassified_page(session.connection(), after=after, limit=chunk):
+            classify(part)
+            after = part[-1][0]
+    else:
+        stale = sorted(store.unclassified_since(session.connection(), since=checked - CLASS_MARGIN))
+        for start in range(0, len(stale), chunk):
+            classify(store.firms_to_classify(session.connection(), stale[start:start + chunk]))
+    store.mark_classes_checked(session.connection(), started)
     session.commit()
     return done
 

@@ -253,8 +253,9 @@ class Outcome(SQLModel, table=True):
 class EnterpriseClass(SQLModel, table=True):
     """Each stored firm's region and size class, derived from its profile version ``content_hash``: what the
     outcome funnel groups by inside SQL (the size class comes from industry, headcount, revenue and assets,
-    which no column of ``enterprise`` holds). Refreshed from the enterprises updated since the newest
-    ``source_updated_at`` (``service.app.outcomes.refresh_classes``)."""
+    which no column of ``enterprise`` holds). ``source_updated_at`` is the enterprise row's ``updated_at``; the
+    row with an empty ``uscc`` records when the classes were last brought up to date, so that a refresh looks only
+    at the firms updated since (``service.app.uptake.refresh_classes``)."""
 
     __tablename__ = "enterprise_class"
     uscc: str = Field(primary_key=True, max_length=18)

@@ -74,22 +74,54 @@ def policies_in_force_or_retired(session: Session) -> dict[str, dict[str, Any]]:
 
 
 # ---- firms' region and size class ---------------------------------------------------------------------------
-def class_watermark(session: Session) -> dt.datetime | None:
-    """The newest enterprise update the class table has seen."""
-    return session.exec(select(sa.func.max(col(EnterpriseClass.source_updated_at)))).one()
+#: The row of ``enterprise_class`` recording when the classes were last brought up to date (``source_updated_at``):
+#: no firm has an empty USCC, so no funnel ever joins it.
+CHECKED = ""
 
 
-def changed_firms(conn: Connection, *, since: dt.datetime | None, after: str, limit: int) -> list[tuple[Any, ...]]:
-    """(uscc, region, content_hash, updated_at, profile JSON text) of up to ``limit`` firms after ``after`` in USCC
-    order, updated from ``since`` on (any time when None), whose class is missing or was derived from another
-    profile version. Pages by key, so that nothing is read while the caller writes the classes."""
+def classes_checked_at(conn: Connection) -> dt.datetime | None:
+    """When the classes were last brought up to date (None: never)."""
+    c = table_of(EnterpriseClass).c
+    at = conn.execute(sa.select(c.source_updated_at).where(c.uscc == CHECKED)).scalar()
+    return None if at is None else (at if at.tzinfo else at.replace(tzinfo=dt.UTC))
+
+
+def mark_classes_checked(conn: Connection, at: dt.datetime) -> None:
+    put_classes(conn, [{"uscc": CHECKED, "region": None, "size": None, "content_hash": "checked",
+                        "source_updated_at": at}])
+
+
+def _stale() -> Any:
     e, c = table_of(Enterprise).c, table_of(EnterpriseClass).c
-    stmt = (sa.select(e.uscc, e.region, e.content_hash, e.updated_at, sa.cast(e.profile, sa.Text))
+    return (sa.select(e.uscc, e.region, e.content_hash, e.updated_at, sa.cast(e.profile, sa.Text))
             .select_from(table_of(Enterprise).outerjoin(table_of(EnterpriseClass), c.uscc == e.uscc))
-            .where(e.uscc > after, sa.or_(c.uscc.is_(None), c.content_hash != e.content_hash)))
-    if since is not None:
-        stmt = stmt.where(e.updated_at >= since)
-    return [tuple(r) for r in conn.execute(stmt.order_by(e.uscc).limit(limit))]
+            .where(sa.or_(c.uscc.is_(None), c.content_hash != e.content_hash)))
+
+
+def unclassified_page(conn: Connection, *, after: str, limit: int) -> list[tuple[Any, ...]]:
+    """(uscc, region, content_hash, updated_at, profile JSON text) of up to ``limit`` firms after ``after`` in USCC
+    order whose class is missing or was derived from another profile version: the first fill, page by page (a
+    page is read before its classes are written)."""
+    e = table_of(Enterprise).c
+    return [tuple(r) for r in conn.execute(_stale().where(e.uscc > after).order_by(e.uscc).limit(limit))]
+
+
+def unclassified_since(conn: Connection, *, since: dt.datetime) -> list[str]:
+    """The firms updated from ``since`` on whose class is missing or was derived from another profile version
+    (read through the index on ``updated_at``: a few firms on an ordinary day)."""
+    e = table_of(Enterprise).c
+    return [r[0] for r in conn.execute(_stale().with_only_columns(e.uscc).where(e.updated_at >= since))]
+
+
+def firms_to_classify(conn: Connection, usccs: Sequence[str]) -> list[tuple[Any, ...]]:
+    """(uscc, region, content_hash, updated_at, profile JSON text) of these firms."""
+    e = table_of(Enterprise).c
+    out: list[tuple[Any, ...]] = []
+    for start in range(0, len(usccs), IN_LIST):
+        out += [tuple(r) for r in conn.execute(
+            sa.select(e.uscc, e.region, e.content_hash, e.updated_at, sa.cast(e.profile, sa.Text))
+            .where(e.uscc.in_(list(usccs[start:start + IN_LIST]))))]
+    return out
 
 
 def put_classes(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:

@@ -205,3 +205,12 @@ def test_classes_follow_the_profiles_and_are_read_again_only_when_changed(engine
         assert refresh_classes(session) == 1
         got = session.get(EnterpriseClass, first["uscc"])
         assert got is not None and (got.size, got.region) == ("large", first["region"])
+        # a transaction that stamped its row before the last refresh started but committed after it
+        late = records[1]
+        row, _ = upsert_enterprise(session, profile=parse_profile({**late, "size": "medium"}))
+        row.updated_at = dt.datetime.now(UTC) - dt.timedelta(minutes=5)
+        session.add(row)
+        session.commit()
+        assert refresh_classes(session) == 1
+        late_class = session.get(EnterpriseClass, late["uscc"])
+        assert late_class is not None and late_class.size == "medium"
