@@ -22,6 +22,8 @@ from service.app import catalog_admin, console_sessions, enterprises, packages, 
 from service.app.errors import AppError
 from service.bootstrap import ServiceState
 from service.db.tables import Enterprise
+from service.http.console import dashboard
+from service.http.console.dashboard import funnel_chart, policy_funnel
 from service.http.console.forms import (
     carry_over,
     form_values,
@@ -267,7 +269,10 @@ def policy_page(policy_id: str, request: Request, state: StateDep, session: Sess
             reached = reach.policy_enterprises(state, session, access_of(request, principal), policy_id, page=1,
                                                size=10, as_of=today())
     policy = state.matcher(session).catalog[policy_id]
-    return _page(request, principal, "policy.html", policy=policy, reach=reached, today=today())
+    funnel = policy_funnel(session, policy_id, period_days=state.settings.uptake_period_days) if reached else None
+    svg = funnel_chart(funnel, f"“{policy.title}”兑现漏斗") if funnel else None
+    return _page(request, principal, "policy.html", policy=policy, reach=reached, today=today(), funnel=funnel,
+                 funnel_svg=svg)
 
 
 # ---- the public calculator ------------------------------------------------------------------
@@ -302,6 +307,7 @@ def calculate(request: Request, state: StateDep, session: SessionDep, form: Form
 def mount_console(app: FastAPI) -> None:
     """Add the console, the calculator and their static files to ``app`` (called by ``create_app``)."""
     app.include_router(router)
+    app.include_router(dashboard.router)  # /console/dashboard
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.exception_handler(ConsoleError)
