@@ -72,21 +72,55 @@ def _ordered(counts: dict[str, dict[str, int]], order: Sequence[str]) -> dict[st
 def funnel(groups: Iterable[tuple[FirmFacts, int]]) -> dict[str, Any]:
     """The stage counts of firms given as (facts, how many firms share them), in total and by region and size
     (Chinese labels, 未知 for unknown; a region or size appears when one of its firms counts in any stage)."""
+    cells: dict[tuple[str | None, str | None], dict[str, int]] = {}
+    for facts, n in groups:
+        cell = cells.setdefault((facts.region, facts.size), _zero())
+        for stage, yes in facts.stages().items():
+            cell[stage] += n if yes and n > 0 else 0
+    return _rolled_up((region, size, cell) for (region, size), cell in cells.items())
+
+
+def funnel_from_stages(rows: Iterable[tuple[str, str | None, str | None, int]]) -> dict[str, Any]:
+    """The same answer as :func:`funnel` from per-stage counts — (stage, region, size, firms), the stages of
+    :data:`STAGES` but ``not_yet_granted``, plus ``eligible_decided`` (eligible, and granted or refused within the
+    period) — as the database counts them: not_yet_granted = eligible − eligible_decided, per region and size."""
+    cells: dict[tuple[str | None, str | None], dict[str, int]] = {}
+    for stage, region, size, n in rows:
+        cell = cells.setdefault((region, size), {**_zero(), "eligible_decided": 0})
+        cell[stage] += n
+    groups = []
+    for (region, size), cell in cells.items():
+        cell["not_yet_granted"] = cell["eligible"] - cell.pop("eligible_decided")
+        groups.append((region, size, cell))
+    return _rolled_up(groups)
+
+
+def _rolled_up(groups: Iterable[tuple[str | None, str | None, dict[str, int]]]) -> dict[str, Any]:
     total = _zero()
     by_region: dict[str, dict[str, int]] = {}
     by_size: dict[str, dict[str, int]] = {}
-    for facts, n in groups:
-        hit = [stage for stage, yes in facts.stages().items() if yes]
-        if not hit or n <= 0:
+    for region, size, counts in groups:
+        if not any(counts.values()):
             continue
-        region = by_region.setdefault(region_label(facts.region), _zero())
-        size = by_size.setdefault(size_label(facts.size), _zero())
-        for stage in hit:
-            total[stage] += n
-            region[stage] += n
-            size[stage] += n
+        for target in (total, by_region.setdefault(region_label(region), _zero()),
+                       by_size.setdefault(size_label(size), _zero())):
+            for stage in STAGES:
+                target[stage] += counts[stage]
     return {**total, "by_region": _ordered(by_region, [*FIELDS["region"].vocabulary, UNKNOWN]),
             "by_size": _ordered(by_size, [*FIELDS["size"].vocabulary.values(), UNKNOWN])}
+
+
+def stage_rows(groups: Iterable[tuple[FirmFacts, int]]) -> list[tuple[str, str | None, str | None, int]]:
+    """Per-firm facts as the per-stage counts the database gives (for tests: the two roads must agree)."""
+    out: dict[tuple[str, str | None, str | None], int] = {}
+    for facts, n in groups:
+        stages = facts.stages()
+        stages["eligible_decided"] = facts.eligible and facts.decided_recently
+        for stage, yes in stages.items():
+            if yes and stage != "not_yet_granted":
+                key = (stage, facts.region, facts.size)
+                out[key] = out.get(key, 0) + n
+    return [(stage, region, size, n) for (stage, region, size), n in out.items()]
 
 
 # ---- the per-record reference: the definitions above, one firm at a time -----------------------------

@@ -31,8 +31,7 @@ from service.app.funnel import (
     DECIDED,
     OUTCOMES,
     Event,
-    FirmFacts,
-    funnel,
+    funnel_from_stages,
     latest_state,
     region_label,
     size_label,
@@ -109,9 +108,9 @@ def uptake(session: Session, policy_id: str, *, as_of: dt.date, period_days: int
     (and the day and period it was counted for); see :mod:`service.app.funnel`."""
     funnel_policy(session, policy_id)
     refresh_classes(session)
-    groups = store.funnel_groups(session.connection(), policy_id=policy_id, as_of=as_of,
-                                 since=as_of - dt.timedelta(days=period_days))
-    counts = funnel((FirmFacts(*g[:7]), g[7]) for g in groups)
+    rows = store.stage_counts(session.connection(), policy_id=policy_id, as_of=as_of,
+                              since=as_of - dt.timedelta(days=period_days))
+    counts = funnel_from_stages(rows)
     session.commit()
     return {"policy_id": policy_id, **counts, "as_of": as_of, "period_days": period_days}
 

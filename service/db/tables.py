@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, UniqueConstraint, event, text
+from sqlalchemy import JSON, Column, Index, UniqueConstraint, event, inspect, text
 from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Field, Session, SQLModel, create_engine
 
@@ -238,7 +238,7 @@ class Outcome(SQLModel, table=True):
 
     __tablename__ = "outcome"
     __table_args__ = (UniqueConstraint("uscc", "policy_id", "outcome", "decided_on", name="uq_outcome"),
-                      Index("ix_outcome_policy", "policy_id", "uscc", "decided_on"))
+                      Index("ix_outcome_policy", "policy_id", "uscc", "decided_on", "outcome", "recorded_at"))
     id: int | None = Field(default=None, primary_key=True)
     uscc: str = Field(max_length=18)
     policy_id: str = Field(max_length=80)
@@ -258,6 +258,7 @@ class EnterpriseClass(SQLModel, table=True):
     at the firms updated since (``service.app.uptake.refresh_classes``)."""
 
     __tablename__ = "enterprise_class"
+    __table_args__ = {"sqlite_with_rowid": False}  # one B-tree by uscc: the funnel's lookups read nothing else
     uscc: str = Field(primary_key=True, max_length=18)
     region: str | None = Field(default=None, max_length=20)
     size: str | None = Field(default=None, max_length=12)  # large | medium | small | micro; NULL unknown
@@ -265,10 +266,16 @@ class EnterpriseClass(SQLModel, table=True):
     source_updated_at: dt.datetime = Field(index=True)
 
 
-# The outcome funnel reads one policy's rows of these tables; their own indexes lead with the firm.
-Index("ix_match_snapshot_policy", MatchSnapshot.policy_id, MatchSnapshot.uscc)
-Index("ix_push_item_policy", PushItem.policy_id, PushItem.uscc)
-Index("ix_feedback_policy", Feedback.policy_id, Feedback.kind)
+# The outcome funnel reads one policy's rows of these tables from the index alone (their own indexes lead with the
+# firm): a snapshot row's firm, a push item's firm and message, a feedback's firm and time.
+def _columns(model: type[SQLModel], *names: str) -> list[Any]:
+    table = inspect(model).local_table
+    return [table.c[name] for name in names]
+
+
+Index("ix_match_snapshot_policy", *_columns(MatchSnapshot, "policy_id", "status", "uscc"))
+Index("ix_push_item_policy", *_columns(PushItem, "policy_id", "uscc", "outbox_id"))
+Index("ix_feedback_policy", *_columns(Feedback, "policy_id", "kind", "uscc", "at"))
 
 
 def make_engine(url: str) -> Engine:

@@ -28,8 +28,6 @@ from service.db.tables import (
 
 #: (uscc, policy_id, outcome, decided_on): one decision (see :class:`~service.db.tables.Outcome`).
 Key = tuple[str, str, str, dt.date]
-#: The firm's latest outcome as the funnel query codes it (NULL: none).
-STATE_CODES = {1: "applied", 2: "granted", 3: "refused"}
 
 
 def key_of(row: Outcome) -> Key:
@@ -130,9 +128,9 @@ def put_classes(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
     if not rows:
         return
     table = table_of(EnterpriseClass)
-    insert = (sqlite.insert(table) if conn.dialect.name == "sqlite" else postgresql.insert(table)).values(list(rows))
+    insert = sqlite.insert(table) if conn.dialect.name == "sqlite" else postgresql.insert(table)
     updated = {name: insert.excluded[name] for name in ("region", "size", "content_hash", "source_updated_at")}
-    conn.execute(insert.on_conflict_do_update(index_elements=["uscc"], set_=updated))
+    conn.execute(insert.on_conflict_do_update(index_elements=["uscc"], set_=updated), list(rows))  # executemany
 
 
 # ---- the funnel -----------------------------------------------------------------------------------------------
@@ -172,54 +170,67 @@ def _latest(conn: Connection, policy_id: str, as_of: dt.date) -> sa.Subquery:
 
 def eligible_firms(policy_id: str) -> sa.Select[Any]:
     s = table_of(MatchSnapshot).c
-    return sa.select(s.uscc).where(s.policy_id == policy_id, s.status == 1)
+    return sa.select(s.uscc.label("uscc")).where(s.policy_id == policy_id, s.status == 1)
+
+
+#: The states of a message that has not reached the firm (``Outbox.status``: pending | delivered | dead).
+UNDELIVERED = ("pending", "dead")
 
 
 def delivered_firms(policy_id: str) -> sa.Select[Any]:
+    """The firms a push item of the policy reached (its message delivered), each once: an item in a message that
+    is not waiting or dead — the messages not delivered are few (they are sent within minutes), so they are the
+    set looked up, not the million delivered."""
     p, m = table_of(PushItem).c, table_of(Outbox).c
-    return (sa.select(p.uscc).join_from(table_of(PushItem), table_of(Outbox), m.id == p.outbox_id)
-            .where(p.policy_id == policy_id, m.status == "delivered"))
+    undelivered = sa.select(m.id).where(m.status.in_(UNDELIVERED))  # through the index on status
+    return (sa.select(p.uscc.label("uscc"))
+            .where(p.policy_id == policy_id, p.outbox_id.is_not(None), p.outbox_id.not_in(undelivered))
+            .group_by(p.uscc))
 
 
 def decided_firms(policy_id: str, as_of: dt.date, since: dt.date) -> sa.Select[Any]:
     o = table_of(Outcome).c
-    return sa.select(o.uscc).where(o.policy_id == policy_id, o.outcome.in_(("granted", "refused")),
-                                   o.decided_on >= since, o.decided_on <= as_of)
+    return (sa.select(o.uscc.label("uscc"))
+            .where(o.policy_id == policy_id, o.outcome.in_(("granted", "refused")), o.decided_on >= since,
+                   o.decided_on <= as_of).group_by(o.uscc))
 
 
-def funnel_groups(conn: Connection, *, policy_id: str, as_of: dt.date,
-                  since: dt.date) -> list[tuple[str | None, str | None, bool, bool, bool, str | None, bool, int]]:
-    """The firms of one policy grouped by what the funnel knows of them: (region, size, eligible, pushed, viewed,
-    latest state, decided within [since, as_of], number of firms). Every firm with one of the facts is in exactly
-    one group; the grouping is done by the database."""
-    f = table_of(Feedback).c
+#: What :func:`stage_counts` counts: the funnel's stages, and the eligible firms decided within the period.
+STAGE_NAMES = ("eligible", "pushed", "viewed", "applied", "granted", "refused", "eligible_decided")
+
+
+def stage_counts(conn: Connection, *, policy_id: str, as_of: dt.date,
+                 since: dt.date) -> list[tuple[str, str | None, str | None, int]]:
+    """(stage, region, size, number of firms) of one policy: each stage's firms counted by region and size class in
+    the database, one aggregate per stage (``eligible``, ``pushed``, ``viewed``; ``applied`` / ``granted`` /
+    ``refused`` by the firm's latest event; ``eligible_decided``: eligible and granted or refused within
+    [since, as_of]). Stages are counted apart because they are not nested."""
+    f, s, c = table_of(Feedback).c, table_of(MatchSnapshot).c, table_of(EnterpriseClass).c
+    classes = table_of(EnterpriseClass)
+
+    def counted(stage: Any, firms: sa.Select[Any]) -> sa.Select[Any]:
+        sub = firms.subquery()
+        return (sa.select(stage.label("stage"), c.region, c.size, sa.func.count().label("n"))
+                .select_from(sub.outerjoin(classes, c.uscc == sub.c.uscc)).group_by(c.region, c.size))
+
+    viewed = (sa.select(f.uscc.label("uscc"))
+              .where(f.policy_id == policy_id, f.kind == "viewed", local_day(conn, f.at) <= as_of).group_by(f.uscc))
+    decided = decided_firms(policy_id, as_of, since).subquery()
+    eligible_decided = (sa.select(s.uscc.label("uscc"))
+                        .select_from(decided.join(table_of(MatchSnapshot), s.uscc == decided.c.uscc))
+                        .where(s.policy_id == policy_id, s.status == 1))
     latest = _latest(conn, policy_id, as_of)
-    zero, one, none = sa.literal(0), sa.literal(1), sa.null()
-
-    def flags(query: sa.Select[Any], e: Any = zero, p: Any = zero, v: Any = zero, state: Any = none,
-              r: Any = zero) -> sa.Select[Any]:
-        inner = query.subquery()
-        return sa.select(inner.c.uscc.label("uscc"), e.label("e"), p.label("p"), v.label("v"),
-                         sa.cast(state, sa.Integer).label("state"), r.label("r"))
-
-    facts = sa.union_all(
-        flags(eligible_firms(policy_id), e=one),
-        flags(delivered_firms(policy_id), p=one),
-        flags(sa.select(f.uscc).where(f.policy_id == policy_id, f.kind == "viewed", local_day(conn, f.at) <= as_of),
-              v=one),
-        sa.select(latest.c.uscc, zero, zero, zero, latest.c.state, zero),
-        flags(decided_firms(policy_id, as_of, since), r=one),
-    ).subquery("facts")
-    per_firm = (sa.select(facts.c.uscc, sa.func.max(facts.c.e).label("e"), sa.func.max(facts.c.p).label("p"),
-                          sa.func.max(facts.c.v).label("v"), sa.func.max(facts.c.state).label("state"),
-                          sa.func.max(facts.c.r).label("r"))
-                .group_by(facts.c.uscc).subquery("per_firm"))
-    c = table_of(EnterpriseClass).c
-    keys = (c.region, c.size, per_firm.c.e, per_firm.c.p, per_firm.c.v, per_firm.c.state, per_firm.c.r)
-    stmt = (sa.select(*keys, sa.func.count())
-            .select_from(per_firm.outerjoin(table_of(EnterpriseClass), c.uscc == per_firm.c.uscc)).group_by(*keys))
-    return [(region, size, bool(e), bool(p), bool(v), STATE_CODES.get(state), bool(r), int(n))
-            for region, size, e, p, v, state, r, n in conn.execute(stmt)]
+    state = sa.case((latest.c.state == 1, "applied"), (latest.c.state == 2, "granted"), else_="refused")
+    states = (sa.select(state.label("stage"), c.region, c.size, sa.func.count().label("n"))
+              .select_from(latest.outerjoin(classes, c.uscc == latest.c.uscc)).group_by(state, c.region, c.size))
+    literal = lambda name: sa.literal(name, sa.String)  # noqa: E731
+    stmt = sa.union_all(counted(literal("eligible"), eligible_firms(policy_id)),
+                        counted(literal("pushed"), delivered_firms(policy_id)),
+                        counted(literal("viewed"), viewed), states,
+                        counted(literal("eligible_decided"), eligible_decided))
+    if conn.dialect.name == "postgresql":  # hash the aggregates in memory instead of spilling to disk
+        conn.execute(sa.text("SET LOCAL work_mem = '64MB'"))
+    return [(stage, region, size, int(n)) for stage, region, size, n in conn.execute(stmt)]
 
 
 def policies_with_eligible(conn: Connection) -> list[str]:

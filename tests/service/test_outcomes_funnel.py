@@ -18,7 +18,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 
-from service.app.funnel import STAGES, Event, FirmFacts, facts_from_records, funnel
+from service.app.funnel import (
+    STAGES,
+    Event,
+    FirmFacts,
+    facts_from_records,
+    funnel,
+    funnel_from_stages,
+    stage_rows,
+)
 from service.db.bulk import table_of
 from service.db.migrate import upgrade
 from service.db.tables import (
@@ -31,7 +39,7 @@ from service.db.tables import (
     make_engine,
     postgres_schema,
 )
-from service.store.outcomes import funnel_groups
+from service.store.outcomes import stage_counts
 from tests.service.conftest import make_uscc
 
 AS_OF = dt.date(2024, 6, 1)
@@ -128,9 +136,9 @@ def store_world(engine: Engine, policy: str, w: dict[str, Any]) -> list[Event]:
 
 def db_funnel(engine: Engine, policy: str, period: int) -> dict[str, Any]:
     with engine.connect() as conn:
-        groups = funnel_groups(conn, policy_id=policy, as_of=AS_OF, since=AS_OF - dt.timedelta(days=period))
-    assert len({g[:7] for g in groups}) == len(groups) and all(g[7] > 0 for g in groups)  # one group per facts
-    return funnel((FirmFacts(*g[:7]), g[7]) for g in groups)
+        rows = stage_counts(conn, policy_id=policy, as_of=AS_OF, since=AS_OF - dt.timedelta(days=period))
+    assert len({r[:3] for r in rows}) == len(rows) and all(r[3] > 0 for r in rows)  # one row per stage and class
+    return funnel_from_stages(rows)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -177,6 +185,7 @@ def test_funnel_of_groups_equals_counting_firm_by_firm(rows: list[tuple[Any, ...
     facts = [FirmFacts(*r) for r in rows]
     grouped = funnel(Counter(facts).items())
     assert grouped == funnel((f, 1) for f in facts)
+    assert funnel_from_stages(stage_rows(Counter(facts).items())) == grouped  # the database's road
     for stage in STAGES:
         assert grouped[stage] == sum(f.stages()[stage] for f in facts)
         assert sum(v[stage] for v in grouped["by_region"].values()) == grouped[stage]

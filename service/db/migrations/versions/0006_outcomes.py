@@ -32,7 +32,8 @@ def upgrade() -> None:
     sa.UniqueConstraint('uscc', 'policy_id', 'outcome', 'decided_on', name='uq_outcome')
     )
     with op.batch_alter_table('outcome', schema=None) as batch_op:
-        batch_op.create_index('ix_outcome_policy', ['policy_id', 'uscc', 'decided_on'], unique=False)
+        batch_op.create_index('ix_outcome_policy', ['policy_id', 'uscc', 'decided_on', 'outcome', 'recorded_at'],
+                              unique=False)
 
     op.create_table('enterprise_class',
     sa.Column('uscc', sqlmodel.sql.sqltypes.AutoString(length=18), nullable=False),
@@ -40,18 +41,19 @@ def upgrade() -> None:
     sa.Column('size', sqlmodel.sql.sqltypes.AutoString(length=12), nullable=True),
     sa.Column('content_hash', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('source_updated_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
-    sa.PrimaryKeyConstraint('uscc')
+    sa.PrimaryKeyConstraint('uscc'),
+    sqlite_with_rowid=False
     )
     with op.batch_alter_table('enterprise_class', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_enterprise_class_source_updated_at'), ['source_updated_at'], unique=False)
 
-    # one policy's rows: the existing indexes of these tables lead with the firm
+    # one policy's rows, read from the index alone: the existing indexes of these tables lead with the firm
     with op.batch_alter_table('match_snapshot', schema=None) as batch_op:
-        batch_op.create_index('ix_match_snapshot_policy', ['policy_id', 'uscc'], unique=False)
+        batch_op.create_index('ix_match_snapshot_policy', ['policy_id', 'status', 'uscc'], unique=False)
     with op.batch_alter_table('push_item', schema=None) as batch_op:
-        batch_op.create_index('ix_push_item_policy', ['policy_id', 'uscc'], unique=False)
+        batch_op.create_index('ix_push_item_policy', ['policy_id', 'uscc', 'outbox_id'], unique=False)
     with op.batch_alter_table('feedback', schema=None) as batch_op:
-        batch_op.create_index('ix_feedback_policy', ['policy_id', 'kind'], unique=False)
+        batch_op.create_index('ix_feedback_policy', ['policy_id', 'kind', 'uscc', 'at'], unique=False)
 
 
 def downgrade() -> None:
