@@ -32,9 +32,11 @@ def firms(n: int) -> list[str]:
 
 
 def stored(state: ServiceState, codes: list[str]) -> list[Outcome]:
+    """The outcomes of these firms in the order the codes are given, then by day and outcome (the codes are made
+    from consecutive numbers, but their text does not always sort in that order: a carry changes letters)."""
     with Session(state.engine) as session:
-        return list(session.exec(select(Outcome).where(col(Outcome.uscc).in_(codes))
-                                 .order_by(col(Outcome.uscc), col(Outcome.decided_on), col(Outcome.outcome))))
+        rows = list(session.exec(select(Outcome).where(col(Outcome.uscc).in_(codes))))
+    return sorted(rows, key=lambda r: (codes.index(r.uscc), r.decided_on, r.outcome))
 
 
 def errors_of(report: Any) -> dict[int, dict[str, Any]]:
